@@ -1,0 +1,4 @@
+//! The integration tests of `kontor-provisioning`, one binary.
+
+mod common;
+mod pki;
