@@ -1,0 +1,44 @@
+//! `kontor`: the one binary of the product.
+//!
+//! Each subcommand lives in its own module under `src/`; this file only
+//! parses the command line and dispatches. Libraries return typed errors;
+//! here they become `anyhow` errors with context for the operator.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod crypto_cmd;
+mod demo;
+
+/// Kontor: a secure messenger your organisation runs itself.
+#[derive(Debug, Parser)]
+#[command(name = "kontor", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// End-to-end cryptography tools (protocol v1).
+    #[command(subcommand)]
+    Crypto(crypto_cmd::CryptoCommand),
+    /// Show, step by step, what this build of Kontor does.
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Crypto(cmd) => crypto_cmd::run(cmd),
+        Command::Demo(args) => demo::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

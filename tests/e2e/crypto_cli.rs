@@ -1,0 +1,69 @@
+//! `kontor crypto verify-vectors` and `kontor demo`.
+
+use crate::{kontor, root, stdout};
+
+#[test]
+fn verify_vectors_passes_the_committed_vector_files() {
+    for file in [
+        "fixtures/vectors/envelope-v1.json",
+        "fixtures/vectors/store-v1.json",
+    ] {
+        let out = kontor(&["crypto", "verify-vectors", file]);
+        let text = stdout(&out);
+        assert!(out.status.success(), "{file}: {text}");
+        let last = text.lines().last().unwrap();
+        assert!(last.ends_with(" passed, 0 failed"), "{file}: {last}");
+    }
+}
+
+#[test]
+fn verify_vectors_reports_a_tampered_case_and_exits_non_zero() {
+    let json = std::fs::read_to_string(root().join("fixtures/vectors/envelope-v1.json")).unwrap();
+    let mut vectors: serde_json::Value = serde_json::from_str(&json).unwrap();
+    // Flip one hex digit of the first valid case's first sealed message.
+    let sealed = vectors["valid"][0]["recipients"][0]["sealed"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let flipped = if sealed.ends_with('0') { "1" } else { "0" };
+    vectors["valid"][0]["recipients"][0]["sealed"] =
+        serde_json::Value::String(format!("{}{flipped}", &sealed[..sealed.len() - 1]));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tampered.json");
+    std::fs::write(&path, serde_json::to_string(&vectors).unwrap()).unwrap();
+
+    let out = kontor(&["crypto", "verify-vectors", path.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAILED empty:"), "{text}");
+    assert!(
+        text.lines().last().unwrap().ends_with("passed, 1 failed"),
+        "{text}"
+    );
+}
+
+#[test]
+fn verify_vectors_names_an_unreadable_or_foreign_file() {
+    let out = kontor(&["crypto", "verify-vectors", "no/such/file.json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot read vector file no/such/file.json")
+    );
+    let out = kontor(&["crypto", "verify-vectors", "Cargo.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a vector file"));
+}
+
+#[test]
+fn demo_runs_and_shows_each_step() {
+    let out = kontor(&["demo"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("Ben's device opens it: \"Treffen um 10 Uhr im Raum 2.14\""),
+        "{text}"
+    );
+    assert!(text.contains("refused at step `body_hash`"), "{text}");
+    assert!(text.contains("wrong PIN"), "{text}");
+    assert!(text.contains("Done:"), "{text}");
+}
