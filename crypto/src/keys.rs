@@ -99,20 +99,28 @@ impl fmt::Debug for IdentityPublic {
 }
 
 /// A device's X25519 identity private key. Zeroized on drop; never printed.
+///
+/// The public key is computed once, when the key is made: sealing and
+/// opening need it for every message.
 #[derive(Clone)]
-pub struct IdentitySecret(StaticSecret);
+pub struct IdentitySecret {
+    secret: StaticSecret,
+    public: IdentityPublic,
+}
 
 impl IdentitySecret {
     /// A fresh random key.
     pub fn generate(rng: &mut (impl CryptoRng + ?Sized)) -> Self {
         let mut bytes = Zeroizing::new([0u8; 32]);
         rng.fill_bytes(bytes.as_mut());
-        Self(StaticSecret::from(*bytes))
+        Self::from_bytes(*bytes)
     }
 
     /// The key from its 32 private bytes (clamped by X25519 when used).
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(StaticSecret::from(bytes))
+        let secret = StaticSecret::from(bytes);
+        let public = IdentityPublic(PublicKey::from(&secret).to_bytes());
+        Self { secret, public }
     }
 
     /// Parses 64 hex digits.
@@ -123,18 +131,22 @@ impl IdentitySecret {
 
     /// The 32 private bytes, for storing the key in the device's encrypted store.
     pub fn to_bytes(&self) -> Zeroizing<[u8; 32]> {
-        Zeroizing::new(self.0.to_bytes())
+        Zeroizing::new(self.secret.to_bytes())
     }
 
     /// The matching public key.
     pub fn public(&self) -> IdentityPublic {
-        IdentityPublic(PublicKey::from(&self.0).to_bytes())
+        self.public
     }
 
     /// X25519 with a peer's public key; the raw 32-byte output (which may be
     /// all zeros for a low-order peer key: callers check).
     pub(crate) fn diffie_hellman(&self, peer: &IdentityPublic) -> Zeroizing<[u8; 32]> {
-        Zeroizing::new(self.0.diffie_hellman(&PublicKey::from(peer.0)).to_bytes())
+        Zeroizing::new(
+            self.secret
+                .diffie_hellman(&PublicKey::from(peer.0))
+                .to_bytes(),
+        )
     }
 }
 
