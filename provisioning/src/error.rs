@@ -146,6 +146,10 @@ impl Error {
             source,
         }
     }
+
+    pub(crate) fn store(e: impl std::fmt::Display) -> Self {
+        Error::Store(e.to_string())
+    }
 }
 
 /// Shorthand for results of this crate.

@@ -12,8 +12,12 @@
 
 pub mod csr;
 pub mod error;
+pub mod http;
 pub mod keystore;
 pub mod pki;
+pub mod service;
+pub mod store;
+pub mod token;
 pub mod types;
 
 pub use error::{Error, Result};

@@ -60,3 +60,78 @@ pub fn run(program: &str, args: &[&str], dir: &Path) -> (bool, String) {
     );
     (out.status.success(), text)
 }
+
+use std::sync::Arc;
+
+use kontor_provisioning::http::{AppState, router};
+use kontor_provisioning::service::{EnrollRequest, Service, ServiceConfig};
+use kontor_provisioning::store::{PostgresStore, SqliteStore, Store, TokenBinding};
+use kontor_provisioning::token::TokenSpec;
+
+pub const ADMIN_KEY: &str = "test-admin-key";
+pub const RELAY_URL: &str = "wss://relay.example.org";
+
+pub struct Fixture<S> {
+    pub dir: tempfile::TempDir,
+    pub service: Arc<Service<S>>,
+}
+
+impl<S: Store> Fixture<S> {
+    pub async fn new(store: S) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = new_pki(&dir.path().join("pki"));
+        let config = ServiceConfig {
+            relay_url: RELAY_URL.to_owned(),
+            policy: serde_json::json!({ "copy_paste": false }),
+        };
+        let service = Arc::new(Service::new(pki, store, config).await.unwrap());
+        Fixture { dir, service }
+    }
+
+    pub fn router(&self) -> axum::Router {
+        router(AppState::new(
+            self.service.clone(),
+            Some(ADMIN_KEY),
+            BASE_URL,
+        ))
+    }
+
+    pub async fn token(&self, binding: TokenBinding, max_uses: u32) -> String {
+        let spec = TokenSpec {
+            binding,
+            max_uses,
+            lifetime_seconds: 3600,
+            label: "test".into(),
+        };
+        let (token, _) = self.service.create_token(&spec, now()).await.unwrap();
+        token.expose_secret().to_owned()
+    }
+}
+
+pub fn enroll_request(token: &str, csr: &str) -> EnrollRequest {
+    EnrollRequest {
+        token: token.to_owned(),
+        csr: csr.to_owned(),
+        identity_key: hex::encode([0x42u8; 32]),
+        platform: "android".to_owned(),
+        device_name: "Pixel 9".to_owned(),
+        user: None,
+    }
+}
+
+pub fn sqlite() -> SqliteStore {
+    SqliteStore::in_memory().unwrap()
+}
+
+/// A PostgreSQL store in a fresh schema, or `None` (after saying so) when
+/// `KONTOR_TEST_POSTGRES_URL` is not set.
+pub async fn postgres() -> Option<PostgresStore> {
+    let Ok(url) = std::env::var("KONTOR_TEST_POSTGRES_URL") else {
+        println!("skipped: KONTOR_TEST_POSTGRES_URL not set");
+        return None;
+    };
+    let mut suffix = [0u8; 6];
+    rand::Rng::fill_bytes(&mut rng(), &mut suffix);
+    let schema = format!("prov_test_{}", hex::encode(suffix));
+    Some(PostgresStore::connect(&url, &schema).await.unwrap())
+}

@@ -1,4 +1,7 @@
 //! The integration tests of `kontor-provisioning`, one binary.
 
 mod common;
+mod http;
 mod pki;
+mod service;
+mod store;
