@@ -25,3 +25,6 @@ pub use keystore::Kek;
 pub use pki::{IDENTITY_KEY_OID, Pki, PkiConfig};
 pub use time;
 pub use types::{CertSerial, DeviceId};
+
+#[cfg(test)]
+mod tests;

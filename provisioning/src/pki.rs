@@ -96,6 +96,14 @@ fn patch_oid(bytes: &[u8]) -> Option<Vec<u8>> {
 /// if the placeholder is present (certificates), unchanged otherwise (CRLs).
 struct OidPatchingKey(KeyPair);
 
+impl Drop for OidPatchingKey {
+    fn drop(&mut self) {
+        // Wipes rcgen's PKCS#8 copy of the key; ring's own key schedule is
+        // not wiped (ring offers no way to).
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
 impl PublicKeyData for OidPatchingKey {
     fn der_bytes(&self) -> &[u8] {
         self.0.der_bytes()
