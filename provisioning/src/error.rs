@@ -66,9 +66,9 @@ pub enum Error {
     /// Proof of possession of the old key is missing or wrong.
     #[error("proof of possession of the current key does not verify")]
     ProofOfPossession,
-    /// No device or user matched a revocation request.
-    #[error("nothing to revoke")]
-    NothingToRevoke,
+    /// The thing named does not exist (token, device, user's devices, CRL).
+    #[error("{0} not found")]
+    NotFound(&'static str),
     /// The admin credential is missing or wrong.
     #[error("admin credential missing or wrong")]
     Unauthorized,
@@ -123,7 +123,7 @@ impl Error {
             Error::CertificateExpired => "certificate_expired",
             Error::CertificateRevoked => "certificate_revoked",
             Error::ProofOfPossession => "proof_of_possession_invalid",
-            Error::NothingToRevoke => "not_found",
+            Error::NotFound(_) => "not_found",
             Error::Unauthorized => "unauthorized",
             Error::Kek(_)
             | Error::SealedKey(_)

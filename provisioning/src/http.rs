@@ -279,7 +279,7 @@ async fn crl_generation<S: Store>(
     let generation = file
         .strip_suffix(".der")
         .and_then(|n| n.parse::<u32>().ok())
-        .ok_or(Error::NothingToRevoke)?;
+        .ok_or(Error::NotFound("crl"))?;
     Ok(der_response(
         state
             .service

@@ -180,6 +180,30 @@ fn os_rng() -> impl CryptoRng {
     rand_core::UnwrapErr(rand::rngs::SysRng)
 }
 
+/// The stored form of an issued certificate; the caller fills in who and
+/// where from.
+fn certificate_record(
+    cert: &IssuedCertificate,
+    identity_key: [u8; 32],
+    now: OffsetDateTime,
+) -> CertificateRecord {
+    CertificateRecord {
+        serial: cert.serial,
+        device_id: cert.device_id,
+        user_id: String::new(),
+        issuer_generation: cert.issuer_generation,
+        not_before: unix(cert.not_before),
+        not_after: unix(cert.not_after),
+        der: cert.der.clone(),
+        identity_key,
+        platform: String::new(),
+        device_name: String::new(),
+        token_id: None,
+        renewed_from: None,
+        issued_at: unix(now),
+    }
+}
+
 fn check_text(field: &'static str, value: &str, chars_max: usize) -> Result<()> {
     if value.is_empty() || value.chars().count() > chars_max || value.chars().any(char::is_control)
     {
@@ -292,7 +316,7 @@ impl<S: Store> Service<S> {
         if self.store.revoke_token(id, unix(now)).await? {
             Ok(())
         } else {
-            Err(Error::NothingToRevoke)
+            Err(Error::NotFound("token"))
         }
     }
 
@@ -401,16 +425,14 @@ impl<S: Store> Service<S> {
             return Err(Error::TokenUsedUp);
         }
         let (cert, chain, root) = issued;
-        self.store_issued(
-            &cert,
-            &user_id,
-            identity_key,
-            request,
-            Some(record.id.clone()),
-            None,
-            now,
-        )
-        .await?;
+        let stored = CertificateRecord {
+            user_id: user_id.clone(),
+            platform: request.platform.clone(),
+            device_name: request.device_name.clone(),
+            token_id: Some(record.id.clone()),
+            ..certificate_record(&cert, identity_key, now)
+        };
+        self.store.insert_certificate(&stored).await?;
         attempt.serial = Some(cert.serial.to_string());
         Ok(self.answer(&cert, chain, root))
     }
@@ -447,39 +469,6 @@ impl<S: Store> Service<S> {
                 }
             }
         }
-    }
-
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "one private call site per flow; a struct would only rename the fields"
-    )]
-    async fn store_issued(
-        &self,
-        cert: &IssuedCertificate,
-        user_id: &str,
-        identity_key: [u8; 32],
-        request: &EnrollRequest,
-        token_id: Option<String>,
-        renewed_from: Option<CertSerial>,
-        now: OffsetDateTime,
-    ) -> Result<()> {
-        self.store
-            .insert_certificate(&CertificateRecord {
-                serial: cert.serial,
-                device_id: cert.device_id,
-                user_id: user_id.to_owned(),
-                issuer_generation: cert.issuer_generation,
-                not_before: unix(cert.not_before),
-                not_after: unix(cert.not_after),
-                der: cert.der.clone(),
-                identity_key,
-                platform: request.platform.clone(),
-                device_name: request.device_name.clone(),
-                token_id,
-                renewed_from,
-                issued_at: unix(now),
-            })
-            .await
     }
 
     fn answer(&self, cert: &IssuedCertificate, chain: String, root: String) -> Enrolled {
@@ -572,24 +561,14 @@ impl<S: Store> Service<S> {
             let chain = pki.chain_pem(&issued);
             (issued, chain, pki.root_pem().to_owned())
         };
-        let request_fields = EnrollRequest {
-            token: String::new(),
-            csr: String::new(),
-            identity_key: String::new(),
+        let stored = CertificateRecord {
+            user_id: record.user_id.clone(),
             platform: record.platform.clone(),
             device_name: record.device_name.clone(),
-            user: None,
+            renewed_from: Some(info.serial),
+            ..certificate_record(&cert, info.identity_key, now)
         };
-        self.store_issued(
-            &cert,
-            &record.user_id,
-            info.identity_key,
-            &request_fields,
-            None,
-            Some(info.serial),
-            now,
-        )
-        .await?;
+        self.store.insert_certificate(&stored).await?;
         attempt.serial = Some(cert.serial.to_string());
         Ok(self.answer(&cert, chain, root))
     }
@@ -625,7 +604,7 @@ impl<S: Store> Service<S> {
         now: OffsetDateTime,
     ) -> Result<Vec<CertSerial>> {
         if certs.is_empty() {
-            return Err(Error::NothingToRevoke);
+            return Err(Error::NotFound("certificate"));
         }
         let mut revoked = Vec::new();
         for cert in certs {
@@ -652,7 +631,7 @@ impl<S: Store> Service<S> {
             let pki = self.pki_read()?;
             let generation = generation.unwrap_or(pki.current().generation());
             if pki.generation(generation).is_none() {
-                return Err(Error::NothingToRevoke);
+                return Err(Error::NotFound("crl"));
             }
             (generation, pki.config().crl_validity / 2)
         };

@@ -561,3 +561,87 @@ async fn csr_asking_for_ca_gets_a_leaf_certificate() {
     assert_eq!(san.general_names.len(), 1);
     assert!(format!("{:?}", san.general_names[0]).contains("urn:kontor:device:"));
 }
+
+#[tokio::test]
+async fn renew_over_http_with_a_new_key_needs_the_old_keys_proof() {
+    use kontor_provisioning::service::RENEW_PROOF_CONTEXT;
+    use rcgen::SigningKey;
+
+    let fx = Fixture::new(sqlite()).await;
+    let router = fx.router();
+    let token = fx.token(TokenBinding::User("judy".into()), 1).await;
+    let (old_key, csr) = device_csr();
+    let enrolled = fx
+        .service
+        .enroll(&enroll_request(&token, &csr), now())
+        .await
+        .unwrap();
+    let cert_pem = enrolled
+        .chain
+        .split_inclusive("-----END CERTIFICATE-----\n")
+        .next()
+        .unwrap()
+        .to_owned();
+    let (_new_key, new_csr) = device_csr();
+    let (_, block) = x509_parser::pem::parse_x509_pem(new_csr.as_bytes()).unwrap();
+    let mut message = RENEW_PROOF_CONTEXT.to_vec();
+    message.extend_from_slice(&block.contents);
+    let proof = hex::encode(old_key.sign(&message).unwrap());
+
+    let body = |proof: Option<&str>| {
+        let mut value = serde_json::json!({ "certificate": cert_pem, "csr": new_csr });
+        if let Some(proof) = proof {
+            value["proof"] = serde_json::Value::from(proof);
+        }
+        value.to_string().into_bytes()
+    };
+    let (status, answer) = call(&router, "POST", "/v1/renew", body(None), false).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        json(&answer)["error"]["code"],
+        "proof_of_possession_invalid"
+    );
+    let (status, answer) = call(&router, "POST", "/v1/renew", body(Some("zz")), false).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        json(&answer)["error"]["code"],
+        "proof_of_possession_invalid"
+    );
+    let (status, answer) = call(&router, "POST", "/v1/renew", body(Some(&proof)), false).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    let renewed = json(&answer);
+    assert_eq!(renewed["device_id"], enrolled.device_id);
+    assert_ne!(renewed["serial"], enrolled.serial);
+
+    let garbage = serde_json::json!({ "certificate": "nope", "csr": new_csr })
+        .to_string()
+        .into_bytes();
+    let (status, answer) = call(&router, "POST", "/v1/renew", garbage, false).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(json(&answer)["error"]["code"], "certificate_unknown");
+
+    let outcomes: Vec<String> = fx
+        .service
+        .store()
+        .attempts()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.kind == "renew")
+        .map(|a| a.outcome)
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            "proof_of_possession_invalid",
+            "proof_of_possession_invalid",
+            "accepted",
+            "certificate_unknown"
+        ]
+    );
+}

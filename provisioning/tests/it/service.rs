@@ -203,7 +203,7 @@ async fn flows<S: Store>(store: S) {
     assert_eq!(carol.len(), 1);
     assert!(matches!(
         service.revoke_user("nobody", "x", now()).await,
-        Err(Error::NothingToRevoke)
+        Err(Error::NotFound(_))
     ));
     service.reload_revocations().await.unwrap();
     assert_eq!(deny.len(), 5);
