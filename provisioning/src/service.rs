@@ -612,6 +612,7 @@ impl<S: Store> Service<S> {
                 serial: cert.serial,
                 issuer_generation: cert.issuer_generation,
                 revoked_at: unix(now),
+                not_after: cert.not_after,
                 reason: reason.to_owned(),
             };
             if self.store.insert_revocation(&record).await? {
@@ -622,6 +623,23 @@ impl<S: Store> Service<S> {
             self.crls_lock()?.remove(&cert.issuer_generation);
         }
         Ok(revoked)
+    }
+
+    /// The CRLs of every issuing CA generation, DER: what the relay's
+    /// client-certificate verifier is built with (next to the deny list,
+    /// which takes effect without rebuilding it).
+    pub async fn crls(&self, now: OffsetDateTime) -> Result<Vec<Arc<Vec<u8>>>> {
+        let generations: Vec<u32> = self
+            .pki_read()?
+            .issuing()
+            .iter()
+            .map(|ca| ca.generation())
+            .collect();
+        let mut crls = Vec::with_capacity(generations.len());
+        for generation in generations {
+            crls.push(self.crl(Some(generation), now).await?);
+        }
+        Ok(crls)
     }
 
     /// The CRL of issuing CA `generation` (the current one if `None`), DER.
@@ -646,7 +664,9 @@ impl<S: Store> Service<S> {
             .revocations()
             .await?
             .into_iter()
-            .filter(|r| r.issuer_generation == generation)
+            // An expired certificate fails validation anyway; RFC 5280
+            // lets it leave the CRL, which keeps the CRL small.
+            .filter(|r| r.issuer_generation == generation && r.not_after > unix(now))
             .map(|r| {
                 (
                     r.serial,

@@ -34,6 +34,7 @@ CREATE TABLE revocations (
     serial            TEXT PRIMARY KEY,
     issuer_generation BIGINT NOT NULL,
     revoked_at        BIGINT NOT NULL,
+    not_after         BIGINT NOT NULL,
     reason            TEXT NOT NULL
 );
 

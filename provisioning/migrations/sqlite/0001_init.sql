@@ -34,6 +34,7 @@ CREATE TABLE revocations (
     serial            TEXT PRIMARY KEY,
     issuer_generation INTEGER NOT NULL,
     revoked_at        INTEGER NOT NULL,
+    not_after         INTEGER NOT NULL,
     reason            TEXT NOT NULL
 );
 

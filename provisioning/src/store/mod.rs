@@ -113,6 +113,8 @@ pub struct RevocationRecord {
     pub issuer_generation: u32,
     /// When it was revoked.
     pub revoked_at: i64,
+    /// When the certificate expires; after that it leaves the CRL.
+    pub not_after: i64,
     /// Why (free text: "device", "user", "admin").
     pub reason: String,
 }

@@ -276,12 +276,13 @@ impl RevocationStore for PostgresStore {
         let changed = self
             .client
             .execute(
-                "INSERT INTO revocations (serial, issuer_generation, revoked_at, reason) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (serial) DO NOTHING",
+                "INSERT INTO revocations (serial, issuer_generation, revoked_at, not_after, reason) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (serial) DO NOTHING",
                 &[
                     &r.serial.to_string(),
                     &i64::from(r.issuer_generation),
                     &r.revoked_at,
+                    &r.not_after,
                     &r.reason,
                 ],
             )
@@ -294,7 +295,7 @@ impl RevocationStore for PostgresStore {
         let rows = self
             .client
             .query(
-                "SELECT serial, issuer_generation, revoked_at, reason FROM revocations \
+                "SELECT serial, issuer_generation, revoked_at, not_after, reason FROM revocations \
                  ORDER BY revoked_at, serial",
                 &[],
             )
@@ -308,7 +309,8 @@ impl RevocationStore for PostgresStore {
                     serial: serial_from_db(&serial)?,
                     issuer_generation: u32::try_from(generation).map_err(Error::store)?,
                     revoked_at: row.try_get(2).map_err(db)?,
-                    reason: row.try_get(3).map_err(db)?,
+                    not_after: row.try_get(3).map_err(db)?,
+                    reason: row.try_get(4).map_err(db)?,
                 })
             })
             .collect()

@@ -349,12 +349,13 @@ impl RevocationStore for SqliteStore {
         self.call(move |conn| {
             let changed = conn
                 .execute(
-                    "INSERT INTO revocations (serial, issuer_generation, revoked_at, reason) \
-                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (serial) DO NOTHING",
+                    "INSERT INTO revocations (serial, issuer_generation, revoked_at, not_after, reason) \
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (serial) DO NOTHING",
                     params![
                         r.serial.to_string(),
                         i64::from(r.issuer_generation),
                         r.revoked_at,
+                        r.not_after,
                         r.reason
                     ],
                 )
@@ -368,7 +369,7 @@ impl RevocationStore for SqliteStore {
         self.call(|conn| {
             let mut stmt = conn
                 .prepare(
-                    "SELECT serial, issuer_generation, revoked_at, reason FROM revocations \
+                    "SELECT serial, issuer_generation, revoked_at, not_after, reason FROM revocations \
                      ORDER BY revoked_at, serial",
                 )
                 .map_err(db)?;
@@ -379,15 +380,17 @@ impl RevocationStore for SqliteStore {
                         row.get::<_, i64>(1)?,
                         row.get(2)?,
                         row.get(3)?,
+                        row.get(4)?,
                     ))
                 })
                 .map_err(db)?;
             rows.map(|r| {
-                let (serial, generation, revoked_at, reason) = r.map_err(db)?;
+                let (serial, generation, revoked_at, not_after, reason) = r.map_err(db)?;
                 Ok(RevocationRecord {
                     serial: serial_from_db(&serial)?,
                     issuer_generation: u32::try_from(generation).map_err(Error::store)?,
                     revoked_at,
+                    not_after,
                     reason,
                 })
             })

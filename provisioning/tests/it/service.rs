@@ -194,6 +194,10 @@ async fn flows<S: Store>(store: S) {
         );
     }
     assert!(parsed.next_update().is_some());
+    // Once the certificates have expired they leave the CRL.
+    let expired_crl = service.crl(None, later).await.unwrap();
+    let (_, parsed) = x509_parser::parse_x509_crl(&expired_crl).unwrap();
+    assert_eq!(parsed.iter_revoked_certificates().count(), 0);
 
     // Revocation by user, and a restart keeps the deny list.
     let carol = service
@@ -308,6 +312,11 @@ async fn renewal_after_rotation_names_the_new_issuer() {
         ca.subject().to_string().contains("Issuing CA 2"),
         "{}",
         ca.subject()
+    );
+    assert_eq!(
+        fx.service.crls(now()).await.unwrap().len(),
+        2,
+        "one CRL per generation"
     );
     // The old generation's CRL is still served and signed by its own CA.
     let old_crl = fx.service.crl(Some(1), now()).await.unwrap();

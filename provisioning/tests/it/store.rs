@@ -102,6 +102,7 @@ async fn suite<S: Store>(store: &S) {
         serial: first.serial,
         issuer_generation: 1,
         revoked_at: 15,
+        not_after: 20,
         reason: "device".into(),
     };
     assert!(store.insert_revocation(&revocation).await.unwrap());
