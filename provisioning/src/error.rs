@@ -69,6 +69,9 @@ pub enum Error {
     /// The thing named does not exist (token, device, user's devices, CRL).
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// Too many device requests at once; the client should retry later.
+    #[error("too many requests in progress, retry later")]
+    Busy,
     /// The admin credential is missing or wrong.
     #[error("admin credential missing or wrong")]
     Unauthorized,
@@ -125,6 +128,7 @@ impl Error {
             Error::ProofOfPossession => "proof_of_possession_invalid",
             Error::NotFound(_) => "not_found",
             Error::Unauthorized => "unauthorized",
+            Error::Busy => "busy",
             Error::Kek(_)
             | Error::SealedKey(_)
             | Error::RootKeyOffline

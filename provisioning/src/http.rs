@@ -31,6 +31,10 @@ use crate::types::DeviceId;
 /// Largest request body, in bytes. An enrollment is about 1 KiB.
 pub const BODY_SIZE_BYTES_MAX: usize = 16 * 1024;
 
+/// Most enrollments and renewals in progress at once; more are answered
+/// `503 busy` at once (and not recorded: under overload we write nothing).
+pub const DEVICE_REQUESTS_CONCURRENT_MAX: usize = 64;
+
 /// What the router shares between requests.
 pub struct AppState<S> {
     /// The service.
@@ -39,6 +43,8 @@ pub struct AppState<S> {
     admin_key_hash: Option<[u8; 32]>,
     /// Public base URL of this service, put into token QR codes.
     public_base_url: String,
+    /// Bounds the device requests in progress.
+    device_permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl<S> Clone for AppState<S> {
@@ -47,6 +53,7 @@ impl<S> Clone for AppState<S> {
             service: self.service.clone(),
             admin_key_hash: self.admin_key_hash,
             public_base_url: self.public_base_url.clone(),
+            device_permits: self.device_permits.clone(),
         }
     }
 }
@@ -63,6 +70,7 @@ impl<S> AppState<S> {
             service,
             admin_key_hash: admin_api_key.map(|k| Sha256::digest(k.as_bytes()).into()),
             public_base_url: public_base_url.into(),
+            device_permits: Arc::new(tokio::sync::Semaphore::new(DEVICE_REQUESTS_CONCURRENT_MAX)),
         }
     }
 }
@@ -110,6 +118,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self.0.code() {
             "body_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+            "busy" => StatusCode::SERVICE_UNAVAILABLE,
             "token_unknown"
             | "unauthorized"
             | "certificate_unknown"
@@ -200,6 +209,11 @@ async fn enroll<S: Store>(
     State(state): State<AppState<S>>,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let _permit = state
+        .device_permits
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| Error::Busy)?;
     let now = OffsetDateTime::now_utc();
     let request: EnrollRequest = device_body(&state, AttemptKind::Enroll, body, now).await?;
     let enrolled = state.service.enroll(&request, now).await?;
@@ -224,6 +238,11 @@ async fn renew<S: Store>(
     State(state): State<AppState<S>>,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let _permit = state
+        .device_permits
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| Error::Busy)?;
     let now = OffsetDateTime::now_utc();
     let request: RenewBody = device_body(&state, AttemptKind::Renew, body, now).await?;
     let converted = (|| {
