@@ -1,9 +1,9 @@
 //! The scale-out store: PostgreSQL through one pipelined tokio-postgres
-//! connection (a pool can replace it without changing the traits). All
-//! tables live in one schema, chosen at connect time, so tests can use a
-//! fresh schema each.
+//! connection, opened again when it has closed (a pool can replace it
+//! without changing the traits). All tables live in one schema, chosen at
+//! connect time, so tests can use a fresh schema each.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use tokio_postgres::{Client, NoTls, Row};
 
@@ -16,14 +16,20 @@ const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/postgres
 /// The PostgreSQL implementation of every store trait.
 #[derive(Clone)]
 pub struct PostgresStore {
-    client: Arc<Client>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The connection URL (may hold a password: never printed).
+    url: String,
     schema: String,
+    client: RwLock<Arc<Client>>,
 }
 
 impl std::fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresStore")
-            .field("schema", &self.schema)
+            .field("schema", &self.inner.schema)
             .finish()
     }
 }
@@ -44,18 +50,7 @@ impl PostgresStore {
         {
             return Err(Error::Store("schema must be a plain identifier".into()));
         }
-        let (mut client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(db)?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::error!(error = %e, "postgresql connection ended");
-            }
-        });
-        client
-            .batch_execute(&format!(
-                "CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema}"
-            ))
-            .await
-            .map_err(db)?;
+        let mut client = open_client(url, schema).await?;
         let tx = client.transaction().await.map_err(db)?;
         // Serialise concurrent migrators on one lock for this schema.
         tx.batch_execute(
@@ -85,18 +80,56 @@ impl PostgresStore {
         }
         tx.commit().await.map_err(db)?;
         Ok(PostgresStore {
-            client: Arc::new(client),
-            schema: schema.to_owned(),
+            inner: Arc::new(Inner {
+                url: url.to_owned(),
+                schema: schema.to_owned(),
+                client: RwLock::new(Arc::new(client)),
+            }),
         })
+    }
+
+    /// The connection, opened again if it has closed (server restart,
+    /// network cut).
+    async fn client(&self) -> Result<Arc<Client>> {
+        let lock_error = || Error::Store("postgresql client lock poisoned".into());
+        let current = self.inner.client.read().map_err(|_| lock_error())?.clone();
+        if !current.is_closed() {
+            return Ok(current);
+        }
+        tracing::warn!("postgresql connection closed, reconnecting");
+        let fresh = Arc::new(open_client(&self.inner.url, &self.inner.schema).await?);
+        *self.inner.client.write().map_err(|_| lock_error())? = fresh.clone();
+        Ok(fresh)
     }
 
     /// Drops the schema and everything in it (for tests).
     pub async fn drop_schema(&self) -> Result<()> {
-        self.client
-            .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.schema))
+        self.client()
+            .await?
+            .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.inner.schema))
             .await
             .map_err(db)
     }
+}
+
+/// Opens a connection whose `search_path` is `schema` (created if needed).
+async fn open_client(url: &str, schema: &str) -> Result<Client> {
+    let mut config: tokio_postgres::Config = url.parse().map_err(db)?;
+    // Names the connection in pg_stat_activity, per schema.
+    config.application_name(format!("kontor-provisioning/{schema}"));
+    let (client, connection) = config.connect(NoTls).await.map_err(db)?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::error!(error = %e, "postgresql connection ended");
+        }
+    });
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema}"
+        ))
+        .await
+        .map_err(db)?;
+    Ok(client)
 }
 
 fn token_raw(row: &Row) -> Result<TokenRecordRaw> {
@@ -135,7 +168,8 @@ fn cert_raw(row: &Row) -> Result<CertRaw> {
 impl PostgresStore {
     async fn certs_where(&self, clause: &str, value: String) -> Result<Vec<CertificateRecord>> {
         let rows = self
-            .client
+            .client()
+            .await?
             .query(
                 &format!(
                     "SELECT {CERT_COLUMNS} FROM certificates WHERE {clause} ORDER BY issued_at"
@@ -153,7 +187,8 @@ impl PostgresStore {
 impl TokenStore for PostgresStore {
     async fn insert_token(&self, t: &TokenRecord) -> Result<()> {
         let (kind, value) = t.binding.to_parts();
-        self.client
+        self.client()
+            .await?
             .execute(
                 &format!("INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
                 &[
@@ -176,7 +211,8 @@ impl TokenStore for PostgresStore {
 
     async fn token(&self, id: &str) -> Result<Option<TokenRecord>> {
         let row = self
-            .client
+            .client()
+            .await?
             .query_opt(
                 &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = $1"),
                 &[&id],
@@ -188,7 +224,8 @@ impl TokenStore for PostgresStore {
 
     async fn consume_token(&self, id: &str, now: i64) -> Result<bool> {
         let changed = self
-            .client
+            .client()
+            .await?
             .execute(
                 "UPDATE tokens SET uses = uses + 1 WHERE id = $1 AND revoked_at IS NULL \
                  AND expires_at > $2 AND uses < max_uses",
@@ -201,7 +238,8 @@ impl TokenStore for PostgresStore {
 
     async fn revoke_token(&self, id: &str, now: i64) -> Result<bool> {
         let changed = self
-            .client
+            .client()
+            .await?
             .execute(
                 "UPDATE tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1",
                 &[&id, &now],
@@ -213,7 +251,8 @@ impl TokenStore for PostgresStore {
 
     async fn tokens(&self) -> Result<Vec<TokenRecord>> {
         let rows = self
-            .client
+            .client()
+            .await?
             .query(
                 &format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at DESC, id"),
                 &[],
@@ -228,7 +267,8 @@ impl TokenStore for PostgresStore {
 
 impl CertificateStore for PostgresStore {
     async fn insert_certificate(&self, c: &CertificateRecord) -> Result<()> {
-        self.client
+        self.client()
+            .await?
             .execute(
                 &format!(
                     "INSERT INTO certificates ({CERT_COLUMNS}) VALUES \
@@ -273,9 +313,7 @@ impl CertificateStore for PostgresStore {
 
 impl RevocationStore for PostgresStore {
     async fn insert_revocation(&self, r: &RevocationRecord) -> Result<bool> {
-        let changed = self
-            .client
-            .execute(
+        let changed = self.client().await?.execute(
                 "INSERT INTO revocations (serial, issuer_generation, revoked_at, not_after, reason) \
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT (serial) DO NOTHING",
                 &[
@@ -293,7 +331,8 @@ impl RevocationStore for PostgresStore {
 
     async fn revocations(&self) -> Result<Vec<RevocationRecord>> {
         let rows = self
-            .client
+            .client()
+            .await?
             .query(
                 "SELECT serial, issuer_generation, revoked_at, not_after, reason FROM revocations \
                  ORDER BY revoked_at, serial",
@@ -319,7 +358,8 @@ impl RevocationStore for PostgresStore {
 
 impl AttemptLog for PostgresStore {
     async fn record_attempt(&self, a: &AttemptRecord) -> Result<()> {
-        self.client
+        self.client()
+            .await?
             .execute(
                 "INSERT INTO enrollment_attempts (at, kind, outcome, token_id, user_id, device_id, serial) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -332,7 +372,8 @@ impl AttemptLog for PostgresStore {
 
     async fn attempts(&self) -> Result<Vec<AttemptRecord>> {
         let rows = self
-            .client
+            .client()
+            .await?
             .query(
                 "SELECT at, kind, outcome, token_id, user_id, device_id, serial \
                  FROM enrollment_attempts ORDER BY id",
@@ -359,7 +400,8 @@ impl AttemptLog for PostgresStore {
 impl UserDirectory for PostgresStore {
     async fn user(&self, user_id: &str) -> Result<Option<DirectoryUser>> {
         let row = self
-            .client
+            .client()
+            .await?
             .query_opt(
                 "SELECT user_id, department, status FROM directory_users WHERE user_id = $1",
                 &[&user_id],
@@ -378,7 +420,8 @@ impl UserDirectory for PostgresStore {
     }
 
     async fn put_user(&self, u: &DirectoryUser) -> Result<()> {
-        self.client
+        self.client()
+            .await?
             .execute(
                 "INSERT INTO directory_users (user_id, department, status) VALUES ($1, $2, $3) \
                  ON CONFLICT (user_id) DO UPDATE SET department = excluded.department, status = excluded.status",
@@ -391,7 +434,8 @@ impl UserDirectory for PostgresStore {
 
     async fn allow_list_contains(&self, entry: &str) -> Result<bool> {
         Ok(self
-            .client
+            .client()
+            .await?
             .query_opt("SELECT 1 FROM allow_list WHERE entry = $1", &[&entry])
             .await
             .map_err(db)?
@@ -399,7 +443,8 @@ impl UserDirectory for PostgresStore {
     }
 
     async fn add_allow_list_entry(&self, entry: &str) -> Result<()> {
-        self.client
+        self.client()
+            .await?
             .execute(
                 "INSERT INTO allow_list (entry) VALUES ($1) ON CONFLICT (entry) DO NOTHING",
                 &[&entry],
@@ -410,7 +455,8 @@ impl UserDirectory for PostgresStore {
     }
 
     async fn remove_allow_list_entry(&self, entry: &str) -> Result<()> {
-        self.client
+        self.client()
+            .await?
             .execute("DELETE FROM allow_list WHERE entry = $1", &[&entry])
             .await
             .map_err(db)?;

@@ -176,3 +176,28 @@ async fn postgres_store_suite() {
     suite(&store).await;
     store.drop_schema().await.unwrap();
 }
+
+#[tokio::test]
+async fn postgres_store_reconnects_after_the_connection_drops() {
+    let Some(store) = postgres().await else {
+        return;
+    };
+    store.add_allow_list_entry("before").await.unwrap();
+    let schema = format!("{store:?}").split('"').nth(1).unwrap().to_owned();
+    let url = std::env::var("KONTOR_TEST_POSTGRES_URL").unwrap();
+    let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let killed = admin
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            &[&format!("kontor-provisioning/{schema}")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(killed.len(), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(store.allow_list_contains("before").await.unwrap());
+    store.drop_schema().await.unwrap();
+}
