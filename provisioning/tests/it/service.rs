@@ -323,3 +323,46 @@ async fn renewal_after_rotation_names_the_new_issuer() {
     let (_, crl) = x509_parser::parse_x509_crl(&old_crl).unwrap();
     assert!(crl.issuer().to_string().contains("Issuing CA 1"));
 }
+
+async fn parallel_enrollments_use_a_token_at_most_n_times<S: Store>(store: S) {
+    let fx = Fixture::new(store).await;
+    let token = fx.token(TokenBinding::User("kim".into()), 3).await;
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let service = fx.service.clone();
+        let request = enroll_request(&token, &device_csr().1);
+        tasks.push(tokio::spawn(async move {
+            service.enroll(&request, now()).await
+        }));
+    }
+    let mut accepted = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => accepted += 1,
+            Err(e) => assert_eq!(e.code(), "token_used_up"),
+        }
+    }
+    assert_eq!(accepted, 3);
+    let store = fx.service.store();
+    assert_eq!(store.certificates_of_user("kim").await.unwrap().len(), 3);
+    assert_eq!(store.tokens().await.unwrap()[0].uses, 3);
+    assert_eq!(
+        store.attempts().await.unwrap().len(),
+        10,
+        "every attempt recorded"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_enrollments_on_sqlite() {
+    parallel_enrollments_use_a_token_at_most_n_times(sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_enrollments_on_postgres() {
+    let Some(store) = postgres().await else {
+        return;
+    };
+    parallel_enrollments_use_a_token_at_most_n_times(store.clone()).await;
+    store.drop_schema().await.unwrap();
+}
