@@ -1,0 +1,306 @@
+//! Storage traits, cut by capability, and their records.
+//!
+//! The database is the truth: a message is acknowledged to its sender only
+//! after [`MessageStore::store_message`] committed its body and one queue
+//! entry per recipient device in one transaction. Implementations:
+//! [`sqlite::SqliteStore`] (embedded default) and
+//! [`postgres::PostgresStore`] (scale-out); the same test suite runs on both.
+//!
+//! Times are milliseconds since the Unix epoch, passed in by the caller.
+
+use std::future::Future;
+
+use kontor_provisioning::DeviceId;
+
+use crate::error::Result;
+use crate::wire::Id16;
+
+pub mod postgres;
+pub mod sqlite;
+
+/// A message as the relay stores it: the body once, a delivery per device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    /// The sending device (from its certificate).
+    pub sender_device: DeviceId,
+    /// The sender's message id; unique per sender device.
+    pub message_id: Id16,
+    /// The group, for group messages.
+    pub group_id: Option<Id16>,
+    /// SHA-256 of the body, to tell a retry from a replay.
+    pub body_hash: [u8; 32],
+    /// The encrypted body.
+    pub body: Vec<u8>,
+    /// Recipient device and its 305-byte header and wrap.
+    pub deliveries: Vec<(DeviceId, Vec<u8>)>,
+    /// Attachments the message names: each recipient device may then
+    /// download them.
+    pub blob_ids: Vec<Id16>,
+    /// When the relay accepted it.
+    pub received_at_ms: i64,
+    /// When undelivered copies are dropped.
+    pub expires_at_ms: i64,
+}
+
+/// What storing a message did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// Stored now; the queue sequence number given to each recipient device.
+    New(Vec<(DeviceId, u64)>),
+    /// The same sender had already stored this message id with the same
+    /// body: a retry. Nothing changed.
+    Duplicate,
+}
+
+/// One queued message for one device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedMessage {
+    /// Sequence number: increases with every message queued on this relay.
+    pub seq: u64,
+    /// When the relay accepted the message.
+    pub received_at_ms: i64,
+    /// The 305-byte header and wrap for this device.
+    pub delivery: Vec<u8>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// Messages: store once, queue per device, fetch, acknowledge, expire.
+pub trait MessageStore: Send + Sync {
+    /// Stores the body and one queue entry per recipient in one transaction.
+    /// Refuses with `Error::QueueFull` (storing nothing) when a recipient
+    /// already has `queue_len_max` entries, and with `Error::Replay` when
+    /// the sender used this message id for another body.
+    fn store_message(
+        &self,
+        message: &NewMessage,
+        queue_len_max: u64,
+    ) -> impl Future<Output = Result<Stored>> + Send;
+    /// Unacknowledged, unexpired messages for `device`, oldest first, at
+    /// most `limit`, skipping sequence numbers in `skip` (those already
+    /// sent on a live connection).
+    fn pending(
+        &self,
+        device: DeviceId,
+        now_ms: i64,
+        skip: &[u64],
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<QueuedMessage>>> + Send;
+    /// Acknowledges (deletes) queue entries of `device`; returns how many
+    /// existed. A body goes when its last queue entry does.
+    fn ack(&self, device: DeviceId, seqs: &[u64]) -> impl Future<Output = Result<usize>> + Send;
+    /// Drops every queue entry of `device` (remote wipe); returns how many.
+    fn drop_queue(&self, device: DeviceId) -> impl Future<Output = Result<usize>> + Send;
+    /// How many entries wait for `device`.
+    fn queue_len(&self, device: DeviceId) -> impl Future<Output = Result<u64>> + Send;
+    /// Deletes queue entries and bodies past their expiry; returns how many
+    /// queue entries went.
+    fn expire_messages(&self, now_ms: i64) -> impl Future<Output = Result<usize>> + Send;
+}
+
+/// A member's right in a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupRole {
+    /// May rename the group and add or remove members.
+    Admin,
+    /// May send to the group.
+    Member,
+}
+
+impl GroupRole {
+    /// The stored name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            GroupRole::Admin => "admin",
+            GroupRole::Member => "member",
+        }
+    }
+
+    /// Parses the stored name.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "admin" => Some(GroupRole::Admin),
+            "member" => Some(GroupRole::Member),
+            _ => None,
+        }
+    }
+}
+
+/// A group member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMember {
+    /// The member's user id.
+    pub user_id: String,
+    /// Their right.
+    pub role: GroupRole,
+}
+
+/// A group conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    /// 16 random bytes chosen by the creator.
+    pub id: Id16,
+    /// Display name (opaque to the relay; agents may encrypt it).
+    pub name: String,
+    /// The user who created it.
+    pub created_by: String,
+    /// When.
+    pub created_at_ms: i64,
+    /// Members, ordered by user id.
+    pub members: Vec<GroupMember>,
+}
+
+/// Groups and their members.
+pub trait GroupStore: Send + Sync {
+    /// Creates a group with its members; `Error::Replay` if the id exists.
+    fn create_group(&self, group: &Group) -> impl Future<Output = Result<()>> + Send;
+    /// A group with its members.
+    fn group(&self, id: Id16) -> impl Future<Output = Result<Option<Group>>> + Send;
+    /// Renames a group; false if it does not exist.
+    fn rename_group(&self, id: Id16, name: &str) -> impl Future<Output = Result<bool>> + Send;
+    /// Adds a member or changes their role; false if the group does not exist.
+    fn put_member(
+        &self,
+        id: Id16,
+        member: &GroupMember,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// Removes a member; false if they were not one.
+    fn remove_member(&self, id: Id16, user_id: &str) -> impl Future<Output = Result<bool>> + Send;
+    /// The groups `user_id` belongs to, with their members.
+    fn groups_of_user(&self, user_id: &str) -> impl Future<Output = Result<Vec<Group>>> + Send;
+}
+
+/// An uploaded attachment (opaque ciphertext).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobRecord {
+    /// 16 random bytes chosen by the uploader.
+    pub id: Id16,
+    /// The uploading device.
+    pub owner_device: DeviceId,
+    /// The ciphertext.
+    pub bytes: Vec<u8>,
+    /// When it was uploaded.
+    pub created_at_ms: i64,
+    /// When it is deleted.
+    pub expires_at_ms: i64,
+}
+
+/// Attachments: upload, grant, download, expire.
+pub trait BlobStore: Send + Sync {
+    /// Stores a blob; `Error::Replay` if the id exists.
+    fn put_blob(&self, blob: &BlobRecord) -> impl Future<Output = Result<()>> + Send;
+    /// A blob, if `device` may read it: its owner, or a device that received
+    /// a message naming it. Expired blobs are not returned.
+    fn blob_for(
+        &self,
+        id: Id16,
+        device: DeviceId,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<Option<BlobRecord>>> + Send;
+    /// The owner of a blob, if it exists (to check a message names only the
+    /// sender's own uploads).
+    fn blob_owner(&self, id: Id16) -> impl Future<Output = Result<Option<DeviceId>>> + Send;
+    /// Deletes expired blobs and their grants; returns how many blobs went.
+    fn expire_blobs(&self, now_ms: i64) -> impl Future<Output = Result<usize>> + Send;
+}
+
+/// A command to a device: a policy update or a wipe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandRecord {
+    /// Increases per relay.
+    pub id: u64,
+    /// The device it is for.
+    pub device: DeviceId,
+    /// `policy` or `wipe`.
+    pub kind: String,
+    /// JSON payload (the policy, or the wipe's reason).
+    pub payload: String,
+    /// When it was queued.
+    pub created_at_ms: i64,
+    /// When the device acknowledged it.
+    pub acked_at_ms: Option<i64>,
+    /// The device's receipt (JSON), for a wipe the wipe receipt.
+    pub receipt: Option<String>,
+}
+
+/// Commands to devices, queued and acknowledged like messages.
+pub trait CommandStore: Send + Sync {
+    /// Queues a command; returns its id.
+    fn queue_command(
+        &self,
+        device: DeviceId,
+        kind: &str,
+        payload: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<u64>> + Send;
+    /// Unacknowledged commands of a device, oldest first.
+    fn pending_commands(
+        &self,
+        device: DeviceId,
+    ) -> impl Future<Output = Result<Vec<CommandRecord>>> + Send;
+    /// Records the device's acknowledgement; false if no such pending command.
+    fn ack_command(
+        &self,
+        device: DeviceId,
+        id: u64,
+        receipt: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// Every command of a device, acknowledged or not, oldest first.
+    fn commands_of_device(
+        &self,
+        device: DeviceId,
+    ) -> impl Future<Output = Result<Vec<CommandRecord>>> + Send;
+}
+
+/// Where to send a device's push hints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushTarget {
+    /// Apple Push Notification service device token (hex).
+    Apns(String),
+    /// Firebase Cloud Messaging registration token.
+    Fcm(String),
+}
+
+/// What the relay keeps about a device beyond its certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceState {
+    /// The device.
+    pub device: DeviceId,
+    /// Its push target, if it registered one.
+    pub push: Option<PushTarget>,
+    /// Last authenticated request.
+    pub last_seen_ms: Option<i64>,
+    /// When a wipe was confirmed by the device; a wiped device is refused.
+    pub wiped_at_ms: Option<i64>,
+}
+
+/// Per-device state: push target, last seen, wiped.
+pub trait DeviceStateStore: Send + Sync {
+    /// The device's state, if the relay has seen it.
+    fn device_state(
+        &self,
+        device: DeviceId,
+    ) -> impl Future<Output = Result<Option<DeviceState>>> + Send;
+    /// Sets or clears the push target.
+    fn set_push_target(
+        &self,
+        device: DeviceId,
+        push: Option<&PushTarget>,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Records an authenticated request.
+    fn touch_device(&self, device: DeviceId, now_ms: i64) -> impl Future<Output = Result<()>> + Send;
+    /// Records a confirmed wipe.
+    fn mark_wiped(&self, device: DeviceId, now_ms: i64) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Everything the relay stores.
+pub trait RelayStore:
+    MessageStore + GroupStore + BlobStore + CommandStore + DeviceStateStore + Clone + 'static
+{
+}
+
+impl<T> RelayStore for T where
+    T: MessageStore + GroupStore + BlobStore + CommandStore + DeviceStateStore + Clone + 'static
+{
+}

@@ -1,0 +1,1 @@
+//! The embedded store: SQLite (to be written).
