@@ -239,6 +239,26 @@ pub struct IssuedCertificate {
     pub issuer_generation: u32,
 }
 
+/// A TLS server certificate for the organisation's listeners.
+pub struct ServerCertificate {
+    /// Leaf, then the issuing CA, DER.
+    pub chain_der: Vec<Vec<u8>>,
+    /// Leaf, then the issuing CA, PEM.
+    pub chain_pem: String,
+    /// The private key, PKCS#8 DER.
+    pub key_pkcs8_der: Zeroizing<Vec<u8>>,
+    /// End of validity.
+    pub not_after: OffsetDateTime,
+}
+
+impl std::fmt::Debug for ServerCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerCertificate")
+            .field("not_after", &self.not_after)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What a device certificate is made of, besides the key.
 #[derive(Clone, Debug)]
 pub struct DeviceCertRequest<'a> {
@@ -572,6 +592,50 @@ impl Pki {
             not_before,
             not_after,
             issuer_generation: ca.generation,
+        })
+    }
+
+    /// Issues a TLS server certificate for the organisation's own listeners
+    /// (relay, enrollment) with a fresh P-256 key, signed by the current
+    /// issuing CA, so devices trust it through the root they got at
+    /// enrollment. `names` are DNS names or IP addresses. Pure: no I/O.
+    pub fn issue_server(
+        &self,
+        names: &[String],
+        validity: Duration,
+        now: OffsetDateTime,
+        rng: &mut (impl CryptoRng + ?Sized),
+    ) -> Result<ServerCertificate> {
+        if names.is_empty() {
+            return Err(Error::MalformedRequest(
+                "a server certificate needs a name".into(),
+            ));
+        }
+        let ca = self.current();
+        let key = generate_key()?;
+        let mut params = CertificateParams::default();
+        params.serial_number = Some(SerialNumber::from_slice(random_serial(rng).as_bytes()));
+        params.not_before = now - BACKDATE;
+        params.not_after = now + validity;
+        params.distinguished_name = ca_name(&self.config.org_name, names[0].clone());
+        params.subject_alt_names = names
+            .iter()
+            .map(|name| match name.parse::<std::net::IpAddr>() {
+                Ok(ip) => Ok(SanType::IpAddress(ip)),
+                Err(_) => Ok(SanType::DnsName(name.clone().try_into()?)),
+            })
+            .collect::<Result<_>>()?;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.use_authority_key_identifier_extension = true;
+        params.key_identifier_method = KeyIdMethod::Sha256;
+        let cert = params.signed_by(&key, &ca.issuer)?;
+        Ok(ServerCertificate {
+            chain_der: vec![cert.der().to_vec(), ca.cert_der.clone()],
+            chain_pem: format!("{}{}", cert.pem(), ca.cert_pem),
+            key_pkcs8_der: Zeroizing::new(key.serialize_der()),
+            not_after: now + validity,
         })
     }
 

@@ -204,3 +204,58 @@ fn wrong_kek_does_not_open_keys() {
     );
     assert!(!format!("{other:?}").contains("07"), "kek must not print");
 }
+
+#[test]
+fn openssl_verifies_server_certificate_for_the_listeners() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = new_pki(&dir.path().join("pki"));
+    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    let server = pki
+        .issue_server(&names, time::Duration::days(90), now(), &mut rng())
+        .unwrap();
+    assert_eq!(server.chain_der.len(), 2);
+    std::fs::write(dir.path().join("root.pem"), pki.root_pem()).unwrap();
+    std::fs::write(dir.path().join("chain.pem"), &server.chain_pem).unwrap();
+    let (ok, out) = run(
+        "openssl",
+        &[
+            "verify",
+            "-x509_strict",
+            "-purpose",
+            "sslserver",
+            "-CAfile",
+            "root.pem",
+            "-untrusted",
+            "chain.pem",
+            "-verify_hostname",
+            "localhost",
+            "chain.pem",
+        ],
+        dir.path(),
+    );
+    assert!(ok, "openssl verify failed: {out}");
+    // Not usable as a device (client) certificate.
+    let (ok, out) = run(
+        "openssl",
+        &[
+            "verify",
+            "-x509_strict",
+            "-purpose",
+            "sslclient",
+            "-CAfile",
+            "root.pem",
+            "-untrusted",
+            "chain.pem",
+            "chain.pem",
+        ],
+        dir.path(),
+    );
+    assert!(
+        !ok,
+        "a server certificate verified as a client certificate: {out}"
+    );
+    assert!(
+        pki.issue_server(&[], time::Duration::days(1), now(), &mut rng())
+            .is_err()
+    );
+}
