@@ -19,6 +19,11 @@ impl DeviceId {
         DeviceId(bytes)
     }
 
+    /// The 16 bytes of the id.
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+
     /// Parses 32 hex digits.
     pub fn from_hex(text: &str) -> Option<Self> {
         let mut bytes = [0u8; 16];

@@ -11,10 +11,20 @@
 //! - [`wire`]: the device API's binary formats (pure).
 //! - [`store`]: storage traits cut by capability, with SQLite and
 //!   PostgreSQL implementations and one migrations folder per backend.
+//! - [`tls`]: the device listener's mutual TLS, with the deny list checked
+//!   at every handshake.
+//! - [`service`]: the core of every device request, behind HTTP and TLS.
+//! - [`http`]: `router(relay)` and `serve_tls`, the device API and its
+//!   WebSocket.
+//! - [`bus`]: hints between nodes (in-process, or NATS).
 //! - [`error`]: the one [`Error`], which is also the HTTP error answer.
 
+pub mod bus;
 pub mod error;
+pub mod http;
+pub mod service;
 pub mod store;
+pub mod tls;
 pub mod wire;
 
 pub use error::{Error, Result};

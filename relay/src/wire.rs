@@ -91,7 +91,10 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], Error> {
-        let end = self.at.checked_add(n).filter(|&end| end <= self.bytes.len());
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|&end| end <= self.bytes.len());
         let end = end.ok_or(Error::BadEnvelope(what))?;
         let out = &self.bytes[self.at..end];
         self.at = end;
@@ -200,9 +203,13 @@ impl PostedEnvelope {
             });
         }
         if body_len < MIN_BODY_LEN {
-            return Err(Error::BadEnvelope("body shorter than IV, one block and MAC"));
+            return Err(Error::BadEnvelope(
+                "body shorter than IV, one block and MAC",
+            ));
         }
-        let body = r.take(body_len, "body shorter than its length field")?.to_vec();
+        let body = r
+            .take(body_len, "body shorter than its length field")?
+            .to_vec();
         if r.at != bytes.len() {
             return Err(Error::BadEnvelope("bytes after the body"));
         }
@@ -220,7 +227,12 @@ impl PostedEnvelope {
     }
 
     /// Encodes an envelope (the agent's side of [`PostedEnvelope::parse`]).
-    pub fn encode(group_id: Option<Id16>, blob_ids: &[Id16], deliveries: &[&[u8]], body: &[u8]) -> Vec<u8> {
+    pub fn encode(
+        group_id: Option<Id16>,
+        blob_ids: &[Id16],
+        deliveries: &[&[u8]],
+        body: &[u8],
+    ) -> Vec<u8> {
         let mut out = Vec::with_capacity(32 + deliveries.len() * DELIVERY_LEN + body.len());
         out.extend_from_slice(MAGIC);
         out.push(ENVELOPE_VERSION);
@@ -231,11 +243,19 @@ impl PostedEnvelope {
                 out.extend_from_slice(&id);
             }
         }
-        out.extend_from_slice(&u16::try_from(blob_ids.len()).unwrap_or(u16::MAX).to_be_bytes());
+        out.extend_from_slice(
+            &u16::try_from(blob_ids.len())
+                .unwrap_or(u16::MAX)
+                .to_be_bytes(),
+        );
         for id in blob_ids {
             out.extend_from_slice(id);
         }
-        out.extend_from_slice(&u16::try_from(deliveries.len()).unwrap_or(u16::MAX).to_be_bytes());
+        out.extend_from_slice(
+            &u16::try_from(deliveries.len())
+                .unwrap_or(u16::MAX)
+                .to_be_bytes(),
+        );
         for d in deliveries {
             out.extend_from_slice(d);
         }
@@ -283,7 +303,11 @@ pub fn decode_frame(bytes: &[u8]) -> Result<Frame, Error> {
 pub fn encode_batch(frames: &[Vec<u8>]) -> Vec<u8> {
     let total: usize = frames.iter().map(|f| f.len() + 4).sum();
     let mut out = Vec::with_capacity(4 + total);
-    out.extend_from_slice(&u32::try_from(frames.len()).unwrap_or(u32::MAX).to_be_bytes());
+    out.extend_from_slice(
+        &u32::try_from(frames.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
     for f in frames {
         out.extend_from_slice(&u32::try_from(f.len()).unwrap_or(u32::MAX).to_be_bytes());
         out.extend_from_slice(f);
@@ -305,3 +329,7 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Vec<Frame>, Error> {
     }
     Ok(frames)
 }
+
+#[cfg(test)]
+#[path = "wire_tests.rs"]
+mod tests;

@@ -289,7 +289,11 @@ pub trait DeviceStateStore: Send + Sync {
         push: Option<&PushTarget>,
     ) -> impl Future<Output = Result<()>> + Send;
     /// Records an authenticated request.
-    fn touch_device(&self, device: DeviceId, now_ms: i64) -> impl Future<Output = Result<()>> + Send;
+    fn touch_device(
+        &self,
+        device: DeviceId,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<()>> + Send;
     /// Records a confirmed wipe.
     fn mark_wiped(&self, device: DeviceId, now_ms: i64) -> impl Future<Output = Result<()>> + Send;
 }

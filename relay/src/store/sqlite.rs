@@ -1,1 +1,683 @@
-//! The embedded store: SQLite (to be written).
+//! The embedded store: one SQLite file in WAL mode with `synchronous=FULL`
+//! (a message acknowledged to its sender survives a crash or power loss),
+//! behind a mutex; every call runs on tokio's blocking pool.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use kontor_provisioning::DeviceId;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use super::*;
+use crate::error::Error;
+
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+
+/// The SQLite implementation of every relay store trait.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqliteStore")
+    }
+}
+
+fn db(e: rusqlite::Error) -> Error {
+    Error::Store(e.to_string())
+}
+
+fn device_from(bytes: Vec<u8>) -> rusqlite::Result<DeviceId> {
+    let array: [u8; 16] = bytes
+        .try_into()
+        .map_err(|_| rusqlite::Error::IntegralValueOutOfRange(0, 16))?;
+    Ok(DeviceId::from_bytes(array))
+}
+
+fn id_from(bytes: Vec<u8>) -> rusqlite::Result<Id16> {
+    bytes
+        .try_into()
+        .map_err(|_| rusqlite::Error::IntegralValueOutOfRange(0, 16))
+}
+
+fn seq(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies migrations.
+    pub fn open(path: &Path) -> Result<Self> {
+        Self::init(Connection::open(path).map_err(db)?)
+    }
+
+    /// An in-memory database, for tests.
+    pub fn in_memory() -> Result<Self> {
+        Self::init(Connection::open_in_memory().map_err(db)?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Self> {
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(db)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(db)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(db)?;
+        let tx = conn.transaction().map_err(db)?;
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS relay_migrations (version INTEGER PRIMARY KEY)",
+        )
+        .map_err(db)?;
+        for (version, sql) in MIGRATIONS {
+            let done: bool = tx
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM relay_migrations WHERE version = ?1)",
+                    [version],
+                    |row| row.get(0),
+                )
+                .map_err(db)?;
+            if !done {
+                tx.execute_batch(sql).map_err(db)?;
+                tx.execute(
+                    "INSERT INTO relay_migrations (version) VALUES (?1)",
+                    [version],
+                )
+                .map_err(db)?;
+            }
+        }
+        tx.commit().map_err(db)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn call<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<R> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| Error::Store("database lock poisoned".into()))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| Error::Store(format!("database task failed: {e}")))?
+    }
+}
+
+fn store_message_tx(tx: &Transaction<'_>, m: &NewMessage, queue_len_max: u64) -> Result<Stored> {
+    let sender = m.sender_device.as_bytes().to_vec();
+    let seen: Option<Vec<u8>> = tx
+        .query_row(
+            "SELECT body_hash FROM relay_seen WHERE sender = ?1 AND message_id = ?2",
+            params![sender, m.message_id.to_vec()],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(db)?;
+    if let Some(hash) = seen {
+        return if hash == m.body_hash {
+            Ok(Stored::Duplicate)
+        } else {
+            Err(Error::Replay)
+        };
+    }
+    for (device, _) in &m.deliveries {
+        let len: i64 = tx
+            .query_row(
+                "SELECT COUNT(*) FROM relay_queue WHERE device = ?1",
+                [device.as_bytes().to_vec()],
+                |row| row.get(0),
+            )
+            .map_err(db)?;
+        if seq(len) >= queue_len_max {
+            return Err(Error::QueueFull(device.to_string()));
+        }
+    }
+    tx.execute(
+        "INSERT INTO relay_seen (sender, message_id, body_hash, expires_at_ms) VALUES (?1, ?2, ?3, ?4)",
+        params![sender, m.message_id.to_vec(), m.body_hash.to_vec(), m.expires_at_ms],
+    )
+    .map_err(db)?;
+    tx.execute(
+        "INSERT INTO relay_bodies (body, expires_at_ms) VALUES (?1, ?2)",
+        params![m.body, m.expires_at_ms],
+    )
+    .map_err(db)?;
+    let body_id = tx.last_insert_rowid();
+    let mut seqs = Vec::with_capacity(m.deliveries.len());
+    {
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT INTO relay_queue (device, body_id, delivery, received_at_ms, expires_at_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .map_err(db)?;
+        let mut grant = tx
+            .prepare_cached("INSERT OR IGNORE INTO relay_blob_grants (blob_id, device) SELECT id, ?2 FROM relay_blobs WHERE id = ?1")
+            .map_err(db)?;
+        for (device, delivery) in &m.deliveries {
+            insert
+                .execute(params![
+                    device.as_bytes().to_vec(),
+                    body_id,
+                    delivery,
+                    m.received_at_ms,
+                    m.expires_at_ms
+                ])
+                .map_err(db)?;
+            seqs.push((*device, seq(tx.last_insert_rowid())));
+            for blob in &m.blob_ids {
+                grant
+                    .execute(params![blob.to_vec(), device.as_bytes().to_vec()])
+                    .map_err(db)?;
+            }
+        }
+    }
+    Ok(Stored::New(seqs))
+}
+
+fn drop_orphan_bodies(conn: &Connection) -> Result<()> {
+    conn.execute(
+        "DELETE FROM relay_bodies WHERE NOT EXISTS (SELECT 1 FROM relay_queue q WHERE q.body_id = relay_bodies.id)",
+        [],
+    )
+    .map_err(db)?;
+    Ok(())
+}
+
+impl MessageStore for SqliteStore {
+    async fn store_message(&self, message: &NewMessage, queue_len_max: u64) -> Result<Stored> {
+        let message = message.clone();
+        self.call(move |conn| {
+            let tx = conn.transaction().map_err(db)?;
+            let outcome = store_message_tx(&tx, &message, queue_len_max)?;
+            tx.commit().map_err(db)?;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn pending(
+        &self,
+        device: DeviceId,
+        now_ms: i64,
+        skip: &[u64],
+        limit: usize,
+    ) -> Result<Vec<QueuedMessage>> {
+        let skip: std::collections::HashSet<u64> = skip.iter().copied().collect();
+        self.call(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT q.seq, q.received_at_ms, q.delivery, b.body FROM relay_queue q \
+                     JOIN relay_bodies b ON b.id = q.body_id \
+                     WHERE q.device = ?1 AND q.expires_at_ms > ?2 ORDER BY q.seq LIMIT ?3",
+                )
+                .map_err(db)?;
+            let fetch = i64::try_from(limit.saturating_add(skip.len())).unwrap_or(i64::MAX);
+            let rows = stmt
+                .query_map(params![device.as_bytes().to_vec(), now_ms, fetch], |row| {
+                    Ok(QueuedMessage {
+                        seq: seq(row.get(0)?),
+                        received_at_ms: row.get(1)?,
+                        delivery: row.get(2)?,
+                        body: row.get(3)?,
+                    })
+                })
+                .map_err(db)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let message = row.map_err(db)?;
+                if !skip.contains(&message.seq) && out.len() < limit {
+                    out.push(message);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn ack(&self, device: DeviceId, seqs: &[u64]) -> Result<usize> {
+        let seqs = seqs.to_vec();
+        self.call(move |conn| {
+            let tx = conn.transaction().map_err(db)?;
+            let mut n = 0;
+            {
+                let mut delete = tx
+                    .prepare_cached("DELETE FROM relay_queue WHERE device = ?1 AND seq = ?2")
+                    .map_err(db)?;
+                for s in seqs {
+                    let Ok(s) = i64::try_from(s) else { continue };
+                    n += delete
+                        .execute(params![device.as_bytes().to_vec(), s])
+                        .map_err(db)?;
+                }
+            }
+            drop_orphan_bodies(&tx)?;
+            tx.commit().map_err(db)?;
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn drop_queue(&self, device: DeviceId) -> Result<usize> {
+        self.call(move |conn| {
+            let tx = conn.transaction().map_err(db)?;
+            let n = tx
+                .execute(
+                    "DELETE FROM relay_queue WHERE device = ?1",
+                    [device.as_bytes().to_vec()],
+                )
+                .map_err(db)?;
+            drop_orphan_bodies(&tx)?;
+            tx.commit().map_err(db)?;
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn queue_len(&self, device: DeviceId) -> Result<u64> {
+        self.call(move |conn| {
+            let n: i64 = conn
+                .query_row(
+                    "SELECT COUNT(*) FROM relay_queue WHERE device = ?1",
+                    [device.as_bytes().to_vec()],
+                    |r| r.get(0),
+                )
+                .map_err(db)?;
+            Ok(seq(n))
+        })
+        .await
+    }
+
+    async fn expire_messages(&self, now_ms: i64) -> Result<usize> {
+        self.call(move |conn| {
+            let tx = conn.transaction().map_err(db)?;
+            let n = tx
+                .execute(
+                    "DELETE FROM relay_queue WHERE expires_at_ms <= ?1",
+                    [now_ms],
+                )
+                .map_err(db)?;
+            tx.execute("DELETE FROM relay_seen WHERE expires_at_ms <= ?1", [now_ms])
+                .map_err(db)?;
+            drop_orphan_bodies(&tx)?;
+            tx.commit().map_err(db)?;
+            Ok(n)
+        })
+        .await
+    }
+}
+
+fn load_group(conn: &Connection, id: Id16) -> Result<Option<Group>> {
+    let head: Option<(String, String, i64)> = conn
+        .query_row(
+            "SELECT name, created_by, created_at_ms FROM relay_groups WHERE id = ?1",
+            [id.to_vec()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .map_err(db)?;
+    let Some((name, created_by, created_at_ms)) = head else {
+        return Ok(None);
+    };
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT user_id, role FROM relay_group_members WHERE group_id = ?1 ORDER BY user_id",
+        )
+        .map_err(db)?;
+    let rows = stmt
+        .query_map([id.to_vec()], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })
+        .map_err(db)?;
+    let mut members = Vec::new();
+    for row in rows {
+        let (user_id, role) = row.map_err(db)?;
+        let role = GroupRole::parse(&role)
+            .ok_or_else(|| Error::Store(format!("unknown group role {role:?}")))?;
+        members.push(GroupMember { user_id, role });
+    }
+    Ok(Some(Group {
+        id,
+        name,
+        created_by,
+        created_at_ms,
+        members,
+    }))
+}
+
+impl GroupStore for SqliteStore {
+    async fn create_group(&self, group: &Group) -> Result<()> {
+        let group = group.clone();
+        self.call(move |conn| {
+            let tx = conn.transaction().map_err(db)?;
+            let inserted = tx
+                .execute(
+                    "INSERT OR IGNORE INTO relay_groups (id, name, created_by, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
+                    params![group.id.to_vec(), group.name, group.created_by, group.created_at_ms],
+                )
+                .map_err(db)?;
+            if inserted == 0 {
+                return Err(Error::Replay);
+            }
+            for m in &group.members {
+                tx.execute(
+                    "INSERT INTO relay_group_members (group_id, user_id, role) VALUES (?1, ?2, ?3)",
+                    params![group.id.to_vec(), m.user_id, m.role.as_str()],
+                )
+                .map_err(db)?;
+            }
+            tx.commit().map_err(db)
+        })
+        .await
+    }
+
+    async fn group(&self, id: Id16) -> Result<Option<Group>> {
+        self.call(move |conn| load_group(conn, id)).await
+    }
+
+    async fn rename_group(&self, id: Id16, name: &str) -> Result<bool> {
+        let name = name.to_owned();
+        self.call(move |conn| {
+            Ok(conn
+                .execute(
+                    "UPDATE relay_groups SET name = ?2 WHERE id = ?1",
+                    params![id.to_vec(), name],
+                )
+                .map_err(db)?
+                > 0)
+        })
+        .await
+    }
+
+    async fn put_member(&self, id: Id16, member: &GroupMember) -> Result<bool> {
+        let member = member.clone();
+        self.call(move |conn| {
+            let tx = conn.transaction().map_err(db)?;
+            let exists: bool = tx
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM relay_groups WHERE id = ?1)",
+                    [id.to_vec()],
+                    |r| r.get(0),
+                )
+                .map_err(db)?;
+            if exists {
+                tx.execute(
+                    "INSERT INTO relay_group_members (group_id, user_id, role) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (group_id, user_id) DO UPDATE SET role = excluded.role",
+                    params![id.to_vec(), member.user_id, member.role.as_str()],
+                )
+                .map_err(db)?;
+            }
+            tx.commit().map_err(db)?;
+            Ok(exists)
+        })
+        .await
+    }
+
+    async fn remove_member(&self, id: Id16, user_id: &str) -> Result<bool> {
+        let user_id = user_id.to_owned();
+        self.call(move |conn| {
+            Ok(conn
+                .execute(
+                    "DELETE FROM relay_group_members WHERE group_id = ?1 AND user_id = ?2",
+                    params![id.to_vec(), user_id],
+                )
+                .map_err(db)?
+                > 0)
+        })
+        .await
+    }
+
+    async fn groups_of_user(&self, user_id: &str) -> Result<Vec<Group>> {
+        let user_id = user_id.to_owned();
+        self.call(move |conn| {
+            let ids: Vec<Id16> = {
+                let mut stmt = conn
+                    .prepare_cached("SELECT group_id FROM relay_group_members WHERE user_id = ?1 ORDER BY group_id")
+                    .map_err(db)?;
+                let rows = stmt.query_map([user_id], |r| id_from(r.get(0)?)).map_err(db)?;
+                rows.collect::<rusqlite::Result<_>>().map_err(db)?
+            };
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(group) = load_group(conn, id)? {
+                    out.push(group);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+impl BlobStore for SqliteStore {
+    async fn put_blob(&self, blob: &BlobRecord) -> Result<()> {
+        let blob = blob.clone();
+        self.call(move |conn| {
+            let n = conn
+                .execute(
+                    "INSERT OR IGNORE INTO relay_blobs (id, owner, bytes, created_at_ms, expires_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![blob.id.to_vec(), blob.owner_device.as_bytes().to_vec(), blob.bytes, blob.created_at_ms, blob.expires_at_ms],
+                )
+                .map_err(db)?;
+            if n == 0 { Err(Error::Replay) } else { Ok(()) }
+        })
+        .await
+    }
+
+    async fn blob_for(
+        &self,
+        id: Id16,
+        device: DeviceId,
+        now_ms: i64,
+    ) -> Result<Option<BlobRecord>> {
+        self.call(move |conn| {
+            conn.query_row(
+                "SELECT owner, bytes, created_at_ms, expires_at_ms FROM relay_blobs b WHERE b.id = ?1 AND b.expires_at_ms > ?3 \
+                 AND (b.owner = ?2 OR EXISTS (SELECT 1 FROM relay_blob_grants g WHERE g.blob_id = b.id AND g.device = ?2))",
+                params![id.to_vec(), device.as_bytes().to_vec(), now_ms],
+                |r| {
+                    Ok(BlobRecord {
+                        id,
+                        owner_device: device_from(r.get(0)?)?,
+                        bytes: r.get(1)?,
+                        created_at_ms: r.get(2)?,
+                        expires_at_ms: r.get(3)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn blob_owner(&self, id: Id16) -> Result<Option<DeviceId>> {
+        self.call(move |conn| {
+            conn.query_row(
+                "SELECT owner FROM relay_blobs WHERE id = ?1",
+                [id.to_vec()],
+                |r| device_from(r.get(0)?),
+            )
+            .optional()
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn expire_blobs(&self, now_ms: i64) -> Result<usize> {
+        self.call(move |conn| {
+            conn.execute(
+                "DELETE FROM relay_blobs WHERE expires_at_ms <= ?1",
+                [now_ms],
+            )
+            .map_err(db)
+        })
+        .await
+    }
+}
+
+fn command_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<CommandRecord> {
+    Ok(CommandRecord {
+        id: seq(r.get(0)?),
+        device: device_from(r.get(1)?)?,
+        kind: r.get(2)?,
+        payload: r.get(3)?,
+        created_at_ms: r.get(4)?,
+        acked_at_ms: r.get(5)?,
+        receipt: r.get(6)?,
+    })
+}
+
+const COMMAND_COLUMNS: &str = "id, device, kind, payload, created_at_ms, acked_at_ms, receipt";
+
+impl CommandStore for SqliteStore {
+    async fn queue_command(
+        &self,
+        device: DeviceId,
+        kind: &str,
+        payload: &str,
+        now_ms: i64,
+    ) -> Result<u64> {
+        let (kind, payload) = (kind.to_owned(), payload.to_owned());
+        self.call(move |conn| {
+            conn.execute(
+                "INSERT INTO relay_commands (device, kind, payload, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![device.as_bytes().to_vec(), kind, payload, now_ms],
+            )
+            .map_err(db)?;
+            Ok(seq(conn.last_insert_rowid()))
+        })
+        .await
+    }
+
+    async fn pending_commands(&self, device: DeviceId) -> Result<Vec<CommandRecord>> {
+        self.call(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {COMMAND_COLUMNS} FROM relay_commands WHERE device = ?1 AND acked_at_ms IS NULL ORDER BY id"
+                ))
+                .map_err(db)?;
+            let rows = stmt.query_map([device.as_bytes().to_vec()], command_from).map_err(db)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(db)
+        })
+        .await
+    }
+
+    async fn ack_command(
+        &self,
+        device: DeviceId,
+        id: u64,
+        receipt: &str,
+        now_ms: i64,
+    ) -> Result<bool> {
+        let receipt = receipt.to_owned();
+        let Ok(id) = i64::try_from(id) else {
+            return Ok(false);
+        };
+        self.call(move |conn| {
+            Ok(conn
+                .execute(
+                    "UPDATE relay_commands SET acked_at_ms = ?3, receipt = ?4 WHERE id = ?1 AND device = ?2 AND acked_at_ms IS NULL",
+                    params![id, device.as_bytes().to_vec(), now_ms, receipt],
+                )
+                .map_err(db)?
+                > 0)
+        })
+        .await
+    }
+
+    async fn commands_of_device(&self, device: DeviceId) -> Result<Vec<CommandRecord>> {
+        self.call(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {COMMAND_COLUMNS} FROM relay_commands WHERE device = ?1 ORDER BY id"
+                ))
+                .map_err(db)?;
+            let rows = stmt
+                .query_map([device.as_bytes().to_vec()], command_from)
+                .map_err(db)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(db)
+        })
+        .await
+    }
+}
+
+impl DeviceStateStore for SqliteStore {
+    async fn device_state(&self, device: DeviceId) -> Result<Option<DeviceState>> {
+        self.call(move |conn| {
+            conn.query_row(
+                "SELECT push_kind, push_token, last_seen_ms, wiped_at_ms FROM relay_devices WHERE device = ?1",
+                [device.as_bytes().to_vec()],
+                |r| {
+                    let kind: Option<String> = r.get(0)?;
+                    let token: Option<String> = r.get(1)?;
+                    Ok(DeviceState {
+                        device,
+                        push: match (kind.as_deref(), token) {
+                            (Some("apns"), Some(t)) => Some(PushTarget::Apns(t)),
+                            (Some("fcm"), Some(t)) => Some(PushTarget::Fcm(t)),
+                            _ => None,
+                        },
+                        last_seen_ms: r.get(2)?,
+                        wiped_at_ms: r.get(3)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn set_push_target(&self, device: DeviceId, push: Option<&PushTarget>) -> Result<()> {
+        let (kind, token) = match push {
+            Some(PushTarget::Apns(t)) => (Some("apns"), Some(t.clone())),
+            Some(PushTarget::Fcm(t)) => (Some("fcm"), Some(t.clone())),
+            None => (None, None),
+        };
+        self.call(move |conn| {
+            conn.execute(
+                "INSERT INTO relay_devices (device, push_kind, push_token) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (device) DO UPDATE SET push_kind = excluded.push_kind, push_token = excluded.push_token",
+                params![device.as_bytes().to_vec(), kind, token],
+            )
+            .map_err(db)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn touch_device(&self, device: DeviceId, now_ms: i64) -> Result<()> {
+        self.call(move |conn| {
+            conn.execute(
+                "INSERT INTO relay_devices (device, last_seen_ms) VALUES (?1, ?2) \
+                 ON CONFLICT (device) DO UPDATE SET last_seen_ms = excluded.last_seen_ms",
+                params![device.as_bytes().to_vec(), now_ms],
+            )
+            .map_err(db)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn mark_wiped(&self, device: DeviceId, now_ms: i64) -> Result<()> {
+        self.call(move |conn| {
+            conn.execute(
+                "INSERT INTO relay_devices (device, wiped_at_ms) VALUES (?1, ?2) \
+                 ON CONFLICT (device) DO UPDATE SET wiped_at_ms = excluded.wiped_at_ms",
+                params![device.as_bytes().to_vec(), now_ms],
+            )
+            .map_err(db)?;
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,735 @@
+//! The device API over HTTP: `router(relay) -> Router` and `serve_tls`.
+//!
+//! Every handler takes the device from the connection's verified client
+//! certificate ([`PeerIdentity`], put into each request by [`serve_tls`]),
+//! never from the request, and authenticates it against provisioning's
+//! records on every request.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use axum::{Json, Router};
+use futures_util::{SinkExt, StreamExt};
+use kontor_provisioning::store::{CertificateStore, UserDirectory};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::bus::{Bus, HintKind};
+use crate::error::{Error, Result};
+use crate::service::{DeviceContext, Relay};
+use crate::store::{CommandRecord, GroupMember, GroupRole, PushTarget, RelayStore};
+use crate::tls::{PeerIdentity, peer_identity};
+use crate::wire::{self, BATCH_CONTENT_TYPE, ENVELOPE_CONTENT_TYPE, Id16};
+
+/// HSTS for every answer: two years, subdomains included.
+pub const HSTS: &str = "max-age=63072000; includeSubDomains";
+/// How often a live connection re-reads its queue without a hint, so a
+/// lost bus hint delays a delivery by at most this.
+const POLL_INTERVAL: Duration = Duration::from_secs(20);
+/// The OpenAPI document of the device API.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// The shared state of the handlers.
+pub type AppState<S, P, B> = Arc<Relay<S, P, B>>;
+
+/// The device API.
+pub fn router<S, P, B>(relay: AppState<S, P, B>) -> Router
+where
+    S: RelayStore,
+    P: CertificateStore + UserDirectory + 'static,
+    B: Bus,
+{
+    let blob_max = relay.config().blob_bytes_max;
+    let body_max = relay.config().body_bytes_max
+        + relay.config().recipients_max * (wire::DELIVERY_LEN + 16)
+        + 64 * 1024;
+    Router::new()
+        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/me", get(me::<S, P, B>))
+        .route("/v1/users/{user}/devices", get(user_devices::<S, P, B>))
+        .route(
+            "/v1/messages",
+            post(post_message::<S, P, B>)
+                .get(fetch_messages::<S, P, B>)
+                .layer(DefaultBodyLimit::max(body_max)),
+        )
+        .route("/v1/messages/ack", post(ack_messages::<S, P, B>))
+        .route(
+            "/v1/groups",
+            post(create_group::<S, P, B>).get(my_groups::<S, P, B>),
+        )
+        .route("/v1/groups/{id}", get(group::<S, P, B>))
+        .route("/v1/groups/{id}/name", put(rename_group::<S, P, B>))
+        .route("/v1/groups/{id}/members", post(put_member::<S, P, B>))
+        .route(
+            "/v1/groups/{id}/members/{user}",
+            delete(remove_member::<S, P, B>),
+        )
+        .route(
+            "/v1/blobs/{id}",
+            put(put_blob::<S, P, B>)
+                .get(get_blob::<S, P, B>)
+                .layer(DefaultBodyLimit::max(blob_max)),
+        )
+        .route("/v1/push", put(set_push::<S, P, B>))
+        .route("/v1/commands", get(commands::<S, P, B>))
+        .route("/v1/commands/{id}/ack", post(ack_command::<S, P, B>))
+        .route("/v1/ws", get(websocket::<S, P, B>))
+        .layer(DefaultBodyLimit::max(64 * 1024))
+        .layer(axum::middleware::map_response(add_hsts))
+        .with_state(relay)
+}
+
+async fn add_hsts(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static(HSTS),
+    );
+    response
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+async fn device<S, P, B>(
+    relay: &Relay<S, P, B>,
+    peer: Option<Extension<PeerIdentity>>,
+) -> Result<DeviceContext>
+where
+    S: RelayStore,
+    P: CertificateStore + UserDirectory + 'static,
+    B: Bus,
+{
+    let Some(Extension(peer)) = peer else {
+        return Err(Error::DeviceRefused("no client certificate"));
+    };
+    relay.authenticate(peer.device_id, peer.serial).await
+}
+
+fn parse_id(text: &str, what: &'static str) -> Result<Id16> {
+    let mut id = [0u8; 16];
+    hex::decode_to_slice(text, &mut id)
+        .map_err(|_| Error::BadRequest(format!("{what} must be 32 hex digits")))?;
+    Ok(id)
+}
+
+fn require_content_type(headers: &HeaderMap, expected: &'static str) -> Result<()> {
+    let given = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if given.split(';').next().map(str::trim) != Some(expected) {
+        return Err(Error::ContentType(expected));
+    }
+    Ok(())
+}
+
+fn json_body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T> {
+    require_content_type(headers, "application/json")?;
+    serde_json::from_slice(body).map_err(|e| Error::BadRequest(format!("invalid JSON: {e}")))
+}
+
+#[derive(Serialize)]
+struct Me {
+    device_id: String,
+    user_id: String,
+    identity_key: String,
+}
+
+async fn me<S, P, B>(
+    State(relay): State<AppState<S, P, B>>,
+    peer: Option<Extension<PeerIdentity>>,
+) -> Result<Json<Me>>
+where
+    S: RelayStore,
+    P: CertificateStore + UserDirectory + 'static,
+    B: Bus,
+{
+    let d = device(&relay, peer).await?;
+    Ok(Json(Me {
+        device_id: d.device_id.to_string(),
+        user_id: d.user_id,
+        identity_key: hex::encode(d.identity_key),
+    }))
+}
+
+async fn user_devices<S, P, B>(
+    State(relay): State<AppState<S, P, B>>,
+    peer: Option<Extension<PeerIdentity>>,
+    Path(user): Path<String>,
+) -> Result<Response>
+where
+    S: RelayStore,
+    P: CertificateStore + UserDirectory + 'static,
+    B: Bus,
+{
+    let d = device(&relay, peer).await?;
+    let devices = relay.devices_of_user(&d, &user).await?;
+    Ok(Json(serde_json::json!({ "user_id": user, "devices": devices })).into_response())
+}
+
+async fn post_message<S, P, B>(
+    State(relay): State<AppState<S, P, B>>,
+    peer: Option<Extension<PeerIdentity>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response>
+where
+    S: RelayStore,
+    P: CertificateStore + UserDirectory + 'static,
+    B: Bus,
+{
+    let d = device(&relay, peer).await?;
+    require_content_type(&headers, ENVELOPE_CONTENT_TYPE)?;
+    let outcome = relay.post_message(&d, &body).await?;
+    let status = if outcome.new {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(outcome)).into_response())
+}
+
+#[derive(Deserialize)]
+struct FetchQuery {
+    limit: Option<usize>,
+}
+
+async fn fetch_messages<S, P, B>(
+    State(relay): State<AppState<S, P, B>>,
+    peer: Option<Extension<PeerIdentity>>,
+    Query(query): Query<FetchQuery>,
+) -> Result<Response>
+where
+    S: RelayStore,
+    P: CertificateStore + UserDirectory + 'static,
+    B: Bus,
+{
+    let d = device(&relay, peer).await?;
+    let limit = query.limit.unwrap_or(relay.config().fetch_max);
+    let messages = relay.fetch(&d, &[], limit).await?;
+    let frames: Vec<Vec<u8>> = messages
+        .iter()
+        .map(|m| {
+            wire::encode_frame(
+                m.seq,
+                u64::try_from(m.received_at_ms).unwrap_or(0),
+                &m.delivery,
+                &m.body,
+            )
+        })
+        .collect();
+    Ok((
+        [(header::CONTENT_TYPE, BATCH_CONTENT_TYPE)],
+        wire::encode_batch(&frames),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckBody {
+    seqs: Vec<u64>,
+}
+
+async fn ack_messages<S, P, B>(
+    State(relay): State<AppState<S, P, B>>,
+    peer: Option<Extension<PeerIdentity>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response>
+where
+    S: RelayStore,
+    P: CertificateStore + UserDirectory + 'static,
+    B: Bus,
+{
+    let d = device(&relay, peer).await?;
+    let ack: AckBody = json_body(&headers, &body)?;
+    let n = relay.ack(&d, &ack.seqs).await?;
+    Ok(Json(serde_json::json!({ "acknowledged": n })).into_response())
+}
+
+#[derive(Serialize)]
+struct GroupView {
+    id: String,
+    name: String,
+    created_by: String,
+    members: Vec<MemberView>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemberView {
+    user_id: String,
+    role: String,
+}
+
+impl From<crate::store::Group> for GroupView {
+    fn from(g: crate::store::Group) -> Self {
+        Self {
+            id: hex::encode(g.id),
+            name: g.name,
+            created_by: g.created_by,
+            members: g
+                .members
+                .into_iter()
+                .map(|m| MemberView {
+                    user_id: m.user_id,
+                    role: m.role.as_str().to_owned(),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateGroup {
+    id: String,
+    name: String,
+    #[serde(default)]
+    members: Vec<String>,
+}
+
+async fn create_group<S, P, B>(
+    State(relay): State<AppState<S, P, B>>,
+    peer: Option<Extension<PeerIdentity>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response>
+where
+    S: RelayStore,
+    P: CertificateStore + UserDirectory + 'static,
+    B: Bus,
+{
+    let d = device(&relay, peer).await?;
+    let req: CreateGroup = json_body(&headers, &body)?;
+    let id = parse_id(&req.id, "group id")?;
+    let group = relay.create_group(&d, id, &req.name, &req.members).await?;
+    Ok((StatusCode::CREATED, Json(GroupView::from(group))).into_response())
+}
+
+async fn my_groups<S, P, B>(
+    State(relay): State<AppState<S, P, B>>,
+    peer: Option<Extension<PeerIdentity>>,
+) -> Result<Response>
+where
+    S: RelayStore,
+    P: CertificateStore + UserDirectory + 'static,
+    B: Bus,
+{
+    let d = device(&relay, peer).await?;
+    let groups: Vec<GroupView> = relay
+        .my_groups(&d)
+        .await?
+        .into_iter()
+        .map(GroupView::from)
+        .collect();
+    Ok(Json(serde_json::json!({ "groups": groups })).into_response())
+}
+
+async fn group<S, P, B>(
+    State(relay): State<AppState<S, P, B>>,
+    peer: Option<Extension<PeerIdentity>>,
+    Path(id): Path<String>,
+) -> Result<Response>
+where
+    S: RelayStore,
+    P: CertificateStore + UserDirectory + 'static,
+    B: Bus,
+{
+    let d = device(&relay, peer).await?;
+    let group = relay.group(&d, parse_id(&id, "group id")?).await?;
+    Ok(Json(GroupView::from(group)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rename {
+    name: String,
+}
+
+async fn rename_group<S, P, B>(
+    State(relay): State<AppState<S, P, B>>,
+    peer: Option<Extension<PeerIdentity>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response>
+where
+    S: RelayStore,
+    P: CertificateStore + UserDirectory + 'static,
+    B: Bus,
+{
+    let d = device(&relay, peer).await?;
+    let req: Rename = json_body(&headers, &body)?;
+    let group = relay
+        .rename_group(&d, parse_id(&id, "group id")?, &req.name)
+        .await?;
+    Ok(Json(GroupView::from(group)).into_response())
+}
+
+async fn put_member<S, P, B>(
+    State(relay): State<AppState<S, P, B>>,
+    peer: Option<Extension<PeerIdentity>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response>
+where
+    S: RelayStore,
+    P: CertificateStore + UserDirectory + 'static,
+    B: Bus,
+{
+    let d = device(&relay, peer).await?;
+    let req: MemberView = json_body(&headers, &body)?;
+    let role = GroupRole::parse(&req.role)
+        .ok_or_else(|| Error::BadRequest("role must be admin or member".into()))?;
+    let group = relay
+        .put_member(
+            &d,
+            parse_id(&id, "group id")?,
+            GroupMember {
+                user_id: req.user_id,
+                role,
+            },
+        )
+        .await?;
+    Ok(Json(GroupView::from(group)).into_response())
+}
+
+async fn remove_member<S, P, B>(
+    State(relay): State<AppState<S, P, B>>,
+    peer: Option<Extension<PeerIdentity>>,
+    Path((id, user)): Path<(String, String)>,
+) -> Result<Response>
+where
+    S: RelayStore,
+    P: CertificateStore + UserDirectory + 'static,
+    B: Bus,
+{
+    let d = device(&relay, peer).await?;
+    relay
+        .remove_member(&d, parse_id(&id, "group id")?, &user)
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn put_blob<S, P, B>(
+    State(relay): State<AppState<S, P, B>>,
+    peer: Option<Extension<PeerIdentity>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response>
+where
+    S: RelayStore,
+    P: CertificateStore + UserDirectory + 'static,
+    B: Bus,
+{
+    let d = device(&relay, peer).await?;
+    require_content_type(&headers, "application/octet-stream")?;
+    relay
+        .put_blob(&d, parse_id(&id, "blob id")?, body.to_vec())
+        .await?;
+    Ok(StatusCode::CREATED.into_response())
+}
+
+async fn get_blob<S, P, B>(
+    State(relay): State<AppState<S, P, B>>,
+    peer: Option<Extension<PeerIdentity>>,
+    Path(id): Path<String>,
+) -> Result<Response>
+where
+    S: RelayStore,
+    P: CertificateStore + UserDirectory + 'static,
+    B: Bus,
+{
+    let d = device(&relay, peer).await?;
+    let bytes = relay.blob(&d, parse_id(&id, "blob id")?).await?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PushBody {
+    apns: Option<String>,
+    fcm: Option<String>,
+}
+
+async fn set_push<S, P, B>(
+    State(relay): State<AppState<S, P, B>>,
+    peer: Option<Extension<PeerIdentity>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response>
+where
+    S: RelayStore,
+    P: CertificateStore + UserDirectory + 'static,
+    B: Bus,
+{
+    let d = device(&relay, peer).await?;
+    let req: PushBody = json_body(&headers, &body)?;
+    let target = match (req.apns, req.fcm) {
+        (Some(t), None) => Some(PushTarget::Apns(t)),
+        (None, Some(t)) => Some(PushTarget::Fcm(t)),
+        (None, None) => None,
+        (Some(_), Some(_)) => return Err(Error::BadRequest("give apns or fcm, not both".into())),
+    };
+    relay.set_push(&d, target).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Serialize)]
+struct CommandView {
+    id: u64,
+    kind: String,
+    payload: serde_json::Value,
+    created_at_ms: i64,
+}
+
+fn command_view(c: CommandRecord) -> CommandView {
+    CommandView {
+        id: c.id,
+        kind: c.kind,
+        payload: serde_json::from_str(&c.payload).unwrap_or(serde_json::Value::Null),
+        created_at_ms: c.created_at_ms,
+    }
+}
+
+async fn commands<S, P, B>(
+    State(relay): State<AppState<S, P, B>>,
+    peer: Option<Extension<PeerIdentity>>,
+) -> Result<Response>
+where
+    S: RelayStore,
+    P: CertificateStore + UserDirectory + 'static,
+    B: Bus,
+{
+    let d = device(&relay, peer).await?;
+    let list: Vec<CommandView> = relay
+        .commands(&d)
+        .await?
+        .into_iter()
+        .map(command_view)
+        .collect();
+    Ok(Json(serde_json::json!({ "commands": list })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommandAck {
+    receipt: serde_json::Value,
+}
+
+async fn ack_command<S, P, B>(
+    State(relay): State<AppState<S, P, B>>,
+    peer: Option<Extension<PeerIdentity>>,
+    Path(id): Path<u64>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response>
+where
+    S: RelayStore,
+    P: CertificateStore + UserDirectory + 'static,
+    B: Bus,
+{
+    let d = device(&relay, peer).await?;
+    let req: CommandAck = json_body(&headers, &body)?;
+    relay.ack_command(&d, id, &req.receipt).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn websocket<S, P, B>(
+    State(relay): State<AppState<S, P, B>>,
+    peer: Option<Extension<PeerIdentity>>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response>
+where
+    S: RelayStore,
+    P: CertificateStore + UserDirectory + 'static,
+    B: Bus,
+{
+    let d = device(&relay, peer).await?;
+    Ok(upgrade
+        .max_message_size(64 * 1024)
+        .on_upgrade(move |socket| async move {
+            if let Err(e) = live(relay, d, socket).await {
+                tracing::debug!(error = %e, "live connection ended");
+            }
+        }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientFrame {
+    ack: Vec<u64>,
+}
+
+/// A live connection: sends what waits, then whatever a hint announces,
+/// and takes acknowledgements as `{"ack": [seq, ...]}` text frames.
+async fn live<S, P, B>(
+    relay: AppState<S, P, B>,
+    device: DeviceContext,
+    socket: WebSocket,
+) -> Result<()>
+where
+    S: RelayStore,
+    P: CertificateStore + UserDirectory + 'static,
+    B: Bus,
+{
+    let mut hints = relay.bus().subscribe(device.device_id).await?;
+    let (mut tx, mut rx) = socket.split();
+    // Sent on this connection, not yet acknowledged: never sent twice here.
+    let mut sent: HashSet<u64> = HashSet::new();
+    let mut sent_commands: HashSet<u64> = HashSet::new();
+    let mut poll = tokio::time::interval(POLL_INTERVAL);
+    let mut look_messages = true;
+    let mut look_commands = true;
+    loop {
+        if look_messages {
+            relay.still_allowed(&device).await?;
+            let skip: Vec<u64> = sent.iter().copied().collect();
+            let batch = relay
+                .fetch(&device, &skip, relay.config().fetch_max)
+                .await?;
+            for m in batch {
+                let frame = wire::encode_frame(
+                    m.seq,
+                    u64::try_from(m.received_at_ms).unwrap_or(0),
+                    &m.delivery,
+                    &m.body,
+                );
+                tx.send(Message::Binary(frame.into()))
+                    .await
+                    .map_err(|e| Error::BadRequest(e.to_string()))?;
+                sent.insert(m.seq);
+            }
+            look_messages = false;
+        }
+        if look_commands {
+            for c in relay.commands(&device).await? {
+                if sent_commands.insert(c.id) {
+                    let text = serde_json::json!({ "command": command_view(c) }).to_string();
+                    tx.send(Message::Text(text.into()))
+                        .await
+                        .map_err(|e| Error::BadRequest(e.to_string()))?;
+                }
+            }
+            look_commands = false;
+        }
+        tokio::select! {
+            hint = hints.recv() => match hint {
+                Some(h) => match h.kind {
+                    HintKind::Message => look_messages = true,
+                    HintKind::Command => look_commands = true,
+                },
+                None => return Err(Error::Bus("subscription ended".into())),
+            },
+            _ = poll.tick() => {
+                look_messages = true;
+                look_commands = true;
+            }
+            incoming = rx.next() => match incoming {
+                Some(Ok(Message::Text(text))) => {
+                    let frame: ClientFrame = serde_json::from_str(text.as_str())
+                        .map_err(|e| Error::BadRequest(format!("invalid frame: {e}")))?;
+                    relay.ack(&device, &frame.ack).await?;
+                    for seq in frame.ack {
+                        sent.remove(&seq);
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None => return Ok(()),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(Error::BadRequest(e.to_string())),
+            },
+        }
+    }
+}
+
+/// Serves `app` over TLS until `shutdown` resolves: at most
+/// `connections_max` connections at once, each handshake bounded in time,
+/// the verified client certificate's identity (where there is one) put into
+/// every request.
+pub async fn serve_tls(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: Router,
+    connections_max: usize,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let permits = Arc::new(Semaphore::new(connections_max));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _addr) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            // Over the connection limit: close at once rather than queue.
+            drop(stream);
+            continue;
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                .await
+            {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "handshake refused");
+                    return;
+                }
+                Err(_) => return,
+            };
+            // Listeners without client certificates (enrollment) have no
+            // identity; the device API refuses requests without one.
+            let identity = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .and_then(|leaf| peer_identity(leaf).ok());
+            let service = hyper::service::service_fn(
+                move |mut request: hyper::Request<hyper::body::Incoming>| {
+                    if let Some(identity) = identity {
+                        request.extensions_mut().insert(identity);
+                    }
+                    let app = app.clone();
+                    async move { tower::ServiceExt::oneshot(app, request).await }
+                },
+            );
+            let builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            let connection =
+                builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(tls), service);
+            if let Err(e) = watcher.watch(connection.into_owned()).await {
+                tracing::debug!(error = %e, "connection ended");
+            }
+        });
+    }
+    // Give open connections a moment to finish their requests.
+    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+}

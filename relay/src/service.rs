@@ -1,0 +1,761 @@
+//! The relay's core: every device request, independent of HTTP and TLS.
+//!
+//! Requests arrive with the device already authenticated by its client
+//! certificate ([`DeviceContext`]); the device id is taken from there,
+//! never from the request.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kontor_provisioning::service::DenyList;
+use kontor_provisioning::store::{CertificateRecord, CertificateStore, UserDirectory, UserStatus};
+use kontor_provisioning::{CertSerial, DeviceId};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::bus::{Bus, Hint, HintKind};
+use crate::error::{Error, Result};
+use crate::store::{
+    BlobRecord, CommandRecord, Group, GroupMember, GroupRole, NewMessage, PushTarget,
+    QueuedMessage, RelayStore, Stored,
+};
+use crate::wire::{EnvelopeLimits, Id16, PostedEnvelope};
+
+/// Limits and lifetimes of the relay. Every one has a default that suits a
+/// small organisation.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Largest message body.
+    pub body_bytes_max: usize,
+    /// Most recipient devices per message.
+    pub recipients_max: usize,
+    /// Most attachments named per message.
+    pub blobs_per_message_max: usize,
+    /// Largest attachment.
+    pub blob_bytes_max: usize,
+    /// Most queued messages per device.
+    pub queue_len_max: u64,
+    /// Undelivered messages are dropped after this long.
+    pub message_ttl: Duration,
+    /// Attachments are deleted after this long.
+    pub blob_ttl: Duration,
+    /// Messages a device may post per second, sustained.
+    pub messages_per_s: u32,
+    /// Messages a device may post in a burst.
+    pub message_burst: u32,
+    /// Most messages or commands returned by one fetch.
+    pub fetch_max: usize,
+    /// Most members in one group.
+    pub group_members_max: usize,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            body_bytes_max: 256 * 1024,
+            recipients_max: 1_000,
+            blobs_per_message_max: 16,
+            blob_bytes_max: 64 * 1024 * 1024,
+            queue_len_max: 10_000,
+            message_ttl: Duration::from_secs(30 * 24 * 3600),
+            blob_ttl: Duration::from_secs(30 * 24 * 3600),
+            messages_per_s: 20,
+            message_burst: 200,
+            fetch_max: 500,
+            group_members_max: 1_000,
+        }
+    }
+}
+
+/// Whether one user may reach another: the hook the administration's
+/// departments and barriers fill. The default allows everyone in the
+/// organisation.
+pub trait ReachPolicy: Send + Sync + 'static {
+    /// May `from` send messages to, share groups with, `to`?
+    fn may_reach(&self, from_user: &str, to_user: &str) -> bool;
+}
+
+/// Everyone in the organisation may reach everyone.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AllowAll;
+
+impl ReachPolicy for AllowAll {
+    fn may_reach(&self, _from: &str, _to: &str) -> bool {
+        true
+    }
+}
+
+/// An authenticated device, from its client certificate and our records.
+#[derive(Debug, Clone)]
+pub struct DeviceContext {
+    /// From the certificate's subject alternative name.
+    pub device_id: DeviceId,
+    /// The certificate's serial.
+    pub serial: CertSerial,
+    /// The user the certificate was issued to.
+    pub user_id: String,
+    /// The identity key the certificate vouches for.
+    pub identity_key: [u8; 32],
+}
+
+/// A device as the key directory shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DirectoryDevice {
+    /// Device id, hex.
+    pub device_id: String,
+    /// X25519 identity key, hex.
+    pub identity_key: String,
+    /// Platform the device named at enrollment.
+    pub platform: String,
+    /// The device certificate, DER as hex, for checking the CA's vouching.
+    pub certificate: String,
+}
+
+/// What a post did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PostOutcome {
+    /// The message id, hex.
+    pub message_id: String,
+    /// Devices it was queued for.
+    pub recipients: usize,
+    /// False when this was a retry of a message already stored.
+    pub new: bool,
+}
+
+/// The relay's service: store, certificate directory, bus and policy.
+pub struct Relay<S, P, B> {
+    store: S,
+    certs: P,
+    deny: DenyList,
+    bus: B,
+    policy: Arc<dyn ReachPolicy>,
+    config: RelayConfig,
+    buckets: Mutex<HashMap<DeviceId, Bucket>>,
+}
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl<S, P, B> Relay<S, P, B>
+where
+    S: RelayStore,
+    P: CertificateStore + UserDirectory + 'static,
+    B: Bus,
+{
+    /// A relay over its store, provisioning's certificate store and deny
+    /// list, and a bus.
+    pub fn new(store: S, certs: P, deny: DenyList, bus: B, config: RelayConfig) -> Self {
+        Self {
+            store,
+            certs,
+            deny,
+            bus,
+            policy: Arc::new(AllowAll),
+            config,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Replaces the reach policy (departments, barriers).
+    pub fn with_policy(mut self, policy: Arc<dyn ReachPolicy>) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The bus.
+    pub fn bus(&self) -> &B {
+        &self.bus
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RelayConfig {
+        &self.config
+    }
+
+    /// Authenticates a device from its verified client certificate's serial
+    /// and device id: the certificate must be ours, not revoked, not
+    /// expired, its user not blocked and the device not wiped.
+    pub async fn authenticate(
+        &self,
+        device_id: DeviceId,
+        serial: CertSerial,
+    ) -> Result<DeviceContext> {
+        if self.deny.contains(&serial) {
+            return Err(Error::DeviceRefused("certificate revoked"));
+        }
+        let record = self
+            .certs
+            .certificate(&serial)
+            .await
+            .map_err(|e| Error::Store(e.to_string()))?
+            .ok_or(Error::DeviceRefused(
+                "certificate not issued by this organisation",
+            ))?;
+        if record.device_id != device_id {
+            return Err(Error::DeviceRefused("certificate names another device"));
+        }
+        self.check_user_active(&record.user_id).await?;
+        if let Some(state) = self.store.device_state(device_id).await?
+            && state.wiped_at_ms.is_some()
+        {
+            return Err(Error::DeviceRefused("device wiped"));
+        }
+        self.store.touch_device(device_id, now_ms()).await?;
+        Ok(DeviceContext {
+            device_id,
+            serial,
+            user_id: record.user_id,
+            identity_key: record.identity_key,
+        })
+    }
+
+    /// Whether a device's session is still allowed (checked again on every
+    /// request and by live connections, so a revocation or block takes
+    /// effect at once).
+    pub async fn still_allowed(&self, device: &DeviceContext) -> Result<()> {
+        if self.deny.contains(&device.serial) {
+            return Err(Error::DeviceRefused("certificate revoked"));
+        }
+        self.check_user_active(&device.user_id).await
+    }
+
+    async fn check_user_active(&self, user_id: &str) -> Result<()> {
+        let user = self
+            .certs
+            .user(user_id)
+            .await
+            .map_err(|e| Error::Store(e.to_string()))?;
+        match user {
+            Some(u) if u.status == UserStatus::Blocked => Err(Error::DeviceRefused("user blocked")),
+            _ => Ok(()),
+        }
+    }
+
+    /// The current certificate of a device: newest, not revoked, not expired.
+    async fn current_certificate(&self, device_id: DeviceId) -> Result<Option<CertificateRecord>> {
+        let now_s = now_ms() / 1000;
+        let certs = self
+            .certs
+            .certificates_of_device(&device_id)
+            .await
+            .map_err(|e| Error::Store(e.to_string()))?;
+        Ok(certs
+            .into_iter()
+            .filter(|c| c.not_after > now_s && !self.deny.contains(&c.serial))
+            .max_by_key(|c| c.issued_at))
+    }
+
+    /// The devices of `user_id` a sender may seal for: current certificates,
+    /// not wiped. Refused when the caller may not reach that user.
+    pub async fn devices_of_user(
+        &self,
+        caller: &DeviceContext,
+        user_id: &str,
+    ) -> Result<Vec<DirectoryDevice>> {
+        if caller.user_id != user_id {
+            self.check_reach(&caller.user_id, user_id).await?;
+        }
+        let now_s = now_ms() / 1000;
+        let certs = self
+            .certs
+            .certificates_of_user(user_id)
+            .await
+            .map_err(|e| Error::Store(e.to_string()))?;
+        let mut newest: HashMap<DeviceId, CertificateRecord> = HashMap::new();
+        for cert in certs {
+            if cert.not_after <= now_s || self.deny.contains(&cert.serial) {
+                continue;
+            }
+            match newest.get(&cert.device_id) {
+                Some(have) if have.issued_at >= cert.issued_at => {}
+                _ => {
+                    newest.insert(cert.device_id, cert);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (device_id, cert) in newest {
+            if let Some(state) = self.store.device_state(device_id).await?
+                && state.wiped_at_ms.is_some()
+            {
+                continue;
+            }
+            out.push(DirectoryDevice {
+                device_id: device_id.to_string(),
+                identity_key: hex::encode(cert.identity_key),
+                platform: cert.platform,
+                certificate: hex::encode(&cert.der),
+            });
+        }
+        out.sort_by(|a, b| a.device_id.cmp(&b.device_id));
+        Ok(out)
+    }
+
+    async fn check_reach(&self, from: &str, to: &str) -> Result<()> {
+        let user = self
+            .certs
+            .user(to)
+            .await
+            .map_err(|e| Error::Store(e.to_string()))?;
+        if matches!(user, Some(u) if u.status == UserStatus::Blocked) {
+            return Err(Error::Forbidden(format!("user {to} (blocked)")));
+        }
+        if !self.policy.may_reach(from, to) {
+            return Err(Error::Forbidden(format!("user {to}")));
+        }
+        Ok(())
+    }
+
+    fn rate_limit(&self, device: DeviceId) -> Result<()> {
+        let mut buckets = self
+            .buckets
+            .lock()
+            .map_err(|_| Error::Store("rate limiter poisoned".into()))?;
+        let rate = f64::from(self.config.messages_per_s.max(1));
+        let burst = f64::from(self.config.message_burst.max(1));
+        let now = Instant::now();
+        // Bounded memory: forget full buckets when the map grows large.
+        if buckets.len() > 100_000 {
+            buckets.retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * rate < burst);
+        }
+        let bucket = buckets.entry(device).or_insert(Bucket {
+            tokens: burst,
+            at: now,
+        });
+        bucket.tokens =
+            (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * rate).min(burst);
+        bucket.at = now;
+        if bucket.tokens < 1.0 {
+            let retry_after_s = ((1.0 - bucket.tokens) / rate).ceil().max(1.0) as u64;
+            return Err(Error::RateLimited { retry_after_s });
+        }
+        bucket.tokens -= 1.0;
+        Ok(())
+    }
+
+    /// Accepts a posted envelope: checks it, stores it durably, then hints
+    /// the recipients' nodes. The caller answers 2xx only after this
+    /// returns `Ok`.
+    pub async fn post_message(&self, sender: &DeviceContext, bytes: &[u8]) -> Result<PostOutcome> {
+        let limits = EnvelopeLimits {
+            body_bytes_max: self.config.body_bytes_max,
+            recipients_max: self.config.recipients_max,
+            blobs_max: self.config.blobs_per_message_max,
+        };
+        let envelope = PostedEnvelope::parse(bytes, &limits)?;
+        if envelope.sender_device_id != sender.device_id
+            || envelope.sender_identity != sender.identity_key
+        {
+            return Err(Error::SenderMismatch);
+        }
+        self.rate_limit(sender.device_id)?;
+
+        let group = match envelope.group_id {
+            Some(id) => {
+                let group = self
+                    .store
+                    .group(id)
+                    .await?
+                    .ok_or(Error::NotFound("group"))?;
+                if !group.members.iter().any(|m| m.user_id == sender.user_id) {
+                    return Err(Error::NotFound("group"));
+                }
+                Some(group)
+            }
+            None => None,
+        };
+        let mut reached: HashMap<String, ()> = HashMap::new();
+        for delivery in &envelope.deliveries {
+            let hex_id = delivery.recipient.to_string();
+            let cert = self
+                .current_certificate(delivery.recipient)
+                .await?
+                .ok_or_else(|| Error::UnknownRecipient(hex_id.clone()))?;
+            if cert.identity_key != delivery.recipient_identity {
+                return Err(Error::StaleRecipientKey(hex_id));
+            }
+            if let Some(state) = self.store.device_state(delivery.recipient).await?
+                && state.wiped_at_ms.is_some()
+            {
+                return Err(Error::UnknownRecipient(hex_id));
+            }
+            if cert.user_id != sender.user_id && !reached.contains_key(&cert.user_id) {
+                self.check_reach(&sender.user_id, &cert.user_id).await?;
+                if let Some(group) = &group
+                    && !group.members.iter().any(|m| m.user_id == cert.user_id)
+                {
+                    return Err(Error::Forbidden(format!(
+                        "user {} (not in the group)",
+                        cert.user_id
+                    )));
+                }
+                reached.insert(cert.user_id, ());
+            }
+        }
+        for blob in &envelope.blob_ids {
+            match self.store.blob_owner(*blob).await? {
+                Some(owner) if owner == sender.device_id => {}
+                Some(_) => {
+                    return Err(Error::Forbidden(
+                        "an attachment uploaded by another device".into(),
+                    ));
+                }
+                None => return Err(Error::NotFound("attachment")),
+            }
+        }
+
+        let now = now_ms();
+        let message = NewMessage {
+            sender_device: sender.device_id,
+            message_id: envelope.message_id,
+            group_id: envelope.group_id,
+            body_hash: Sha256::digest(&envelope.body).into(),
+            body: envelope.body,
+            deliveries: envelope
+                .deliveries
+                .into_iter()
+                .map(|d| (d.recipient, d.bytes))
+                .collect(),
+            blob_ids: envelope.blob_ids,
+            received_at_ms: now,
+            expires_at_ms: now.saturating_add(ms(self.config.message_ttl)),
+        };
+        let outcome = self
+            .store
+            .store_message(&message, self.config.queue_len_max)
+            .await?;
+        let new = matches!(outcome, Stored::New(_));
+        // The message is durable: hints are best effort from here on.
+        for (device, _) in &message.deliveries {
+            self.hint(*device, HintKind::Message).await;
+        }
+        Ok(PostOutcome {
+            message_id: hex::encode(message.message_id),
+            recipients: message.deliveries.len(),
+            new,
+        })
+    }
+
+    async fn hint(&self, device: DeviceId, kind: HintKind) {
+        if let Err(e) = self.bus.publish(Hint { device, kind }).await {
+            tracing::warn!(%device, error = %e, "hint not published; the device finds the message on its next fetch");
+        }
+    }
+
+    /// Messages waiting for a device, oldest first.
+    pub async fn fetch(
+        &self,
+        device: &DeviceContext,
+        skip: &[u64],
+        limit: usize,
+    ) -> Result<Vec<QueuedMessage>> {
+        let limit = limit.clamp(1, self.config.fetch_max);
+        self.store
+            .pending(device.device_id, now_ms(), skip, limit)
+            .await
+    }
+
+    /// Acknowledges messages the device has stored.
+    pub async fn ack(&self, device: &DeviceContext, seqs: &[u64]) -> Result<usize> {
+        if seqs.len() > self.config.fetch_max {
+            return Err(Error::TooMany {
+                what: "acknowledgements",
+                max: self.config.fetch_max,
+            });
+        }
+        self.store.ack(device.device_id, seqs).await
+    }
+
+    /// Creates a group; the creator becomes its admin.
+    pub async fn create_group(
+        &self,
+        creator: &DeviceContext,
+        id: Id16,
+        name: &str,
+        members: &[String],
+    ) -> Result<Group> {
+        check_group_name(name)?;
+        if members.len() + 1 > self.config.group_members_max {
+            return Err(Error::TooMany {
+                what: "group members",
+                max: self.config.group_members_max,
+            });
+        }
+        let mut list = vec![GroupMember {
+            user_id: creator.user_id.clone(),
+            role: GroupRole::Admin,
+        }];
+        for user in members {
+            if *user == creator.user_id || list.iter().any(|m| &m.user_id == user) {
+                continue;
+            }
+            self.check_member(&creator.user_id, user).await?;
+            list.push(GroupMember {
+                user_id: user.clone(),
+                role: GroupRole::Member,
+            });
+        }
+        list.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+        let group = Group {
+            id,
+            name: name.to_owned(),
+            created_by: creator.user_id.clone(),
+            created_at_ms: now_ms(),
+            members: list,
+        };
+        self.store.create_group(&group).await?;
+        Ok(group)
+    }
+
+    async fn check_member(&self, from: &str, user: &str) -> Result<()> {
+        let known = self
+            .certs
+            .user(user)
+            .await
+            .map_err(|e| Error::Store(e.to_string()))?
+            .is_some()
+            || !self
+                .certs
+                .certificates_of_user(user)
+                .await
+                .map_err(|e| Error::Store(e.to_string()))?
+                .is_empty();
+        if !known {
+            return Err(Error::NotFound("user"));
+        }
+        self.check_reach(from, user).await
+    }
+
+    /// A group, visible to its members only.
+    pub async fn group(&self, caller: &DeviceContext, id: Id16) -> Result<Group> {
+        let group = self
+            .store
+            .group(id)
+            .await?
+            .ok_or(Error::NotFound("group"))?;
+        if !group.members.iter().any(|m| m.user_id == caller.user_id) {
+            return Err(Error::NotFound("group"));
+        }
+        Ok(group)
+    }
+
+    /// The caller's groups.
+    pub async fn my_groups(&self, caller: &DeviceContext) -> Result<Vec<Group>> {
+        self.store.groups_of_user(&caller.user_id).await
+    }
+
+    async fn admin_group(&self, caller: &DeviceContext, id: Id16) -> Result<Group> {
+        let group = self.group(caller, id).await?;
+        let is_admin = group
+            .members
+            .iter()
+            .any(|m| m.user_id == caller.user_id && m.role == GroupRole::Admin);
+        if !is_admin {
+            return Err(Error::Forbidden(
+                "group (only its admins may change it)".into(),
+            ));
+        }
+        Ok(group)
+    }
+
+    /// Renames a group (admins only).
+    pub async fn rename_group(
+        &self,
+        caller: &DeviceContext,
+        id: Id16,
+        name: &str,
+    ) -> Result<Group> {
+        check_group_name(name)?;
+        self.admin_group(caller, id).await?;
+        self.store.rename_group(id, name).await?;
+        self.group(caller, id).await
+    }
+
+    /// Adds a member or changes a role (admins only).
+    pub async fn put_member(
+        &self,
+        caller: &DeviceContext,
+        id: Id16,
+        member: GroupMember,
+    ) -> Result<Group> {
+        let group = self.admin_group(caller, id).await?;
+        let existing = group.members.iter().any(|m| m.user_id == member.user_id);
+        if !existing && group.members.len() >= self.config.group_members_max {
+            return Err(Error::TooMany {
+                what: "group members",
+                max: self.config.group_members_max,
+            });
+        }
+        if !existing {
+            self.check_member(&caller.user_id, &member.user_id).await?;
+        }
+        self.store.put_member(id, &member).await?;
+        self.group(caller, id).await
+    }
+
+    /// Removes a member: admins remove anyone, members only themselves.
+    pub async fn remove_member(
+        &self,
+        caller: &DeviceContext,
+        id: Id16,
+        user_id: &str,
+    ) -> Result<()> {
+        if user_id == caller.user_id {
+            self.group(caller, id).await?;
+        } else {
+            self.admin_group(caller, id).await?;
+        }
+        if !self.store.remove_member(id, user_id).await? {
+            return Err(Error::NotFound("group member"));
+        }
+        Ok(())
+    }
+
+    /// Stores an uploaded attachment.
+    pub async fn put_blob(&self, device: &DeviceContext, id: Id16, bytes: Vec<u8>) -> Result<()> {
+        if bytes.len() > self.config.blob_bytes_max {
+            return Err(Error::TooLarge {
+                what: "attachment",
+                max: self.config.blob_bytes_max,
+            });
+        }
+        if bytes.is_empty() {
+            return Err(Error::BadRequest("empty attachment".into()));
+        }
+        let now = now_ms();
+        self.store
+            .put_blob(&BlobRecord {
+                id,
+                owner_device: device.device_id,
+                bytes,
+                created_at_ms: now,
+                expires_at_ms: now.saturating_add(ms(self.config.blob_ttl)),
+            })
+            .await
+    }
+
+    /// An attachment, for its uploader or a device that received a message naming it.
+    pub async fn blob(&self, device: &DeviceContext, id: Id16) -> Result<Vec<u8>> {
+        self.store
+            .blob_for(id, device.device_id, now_ms())
+            .await?
+            .map(|b| b.bytes)
+            .ok_or(Error::NotFound("attachment"))
+    }
+
+    /// Sets or clears the device's push target.
+    pub async fn set_push(&self, device: &DeviceContext, push: Option<PushTarget>) -> Result<()> {
+        if let Some(PushTarget::Apns(t) | PushTarget::Fcm(t)) = &push
+            && (t.is_empty() || t.len() > 4096 || !t.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(Error::BadRequest(
+                "push token must be 1 to 4096 printable characters".into(),
+            ));
+        }
+        self.store
+            .set_push_target(device.device_id, push.as_ref())
+            .await
+    }
+
+    /// Queues a command (policy update or wipe) for a device and hints it.
+    pub async fn queue_command(
+        &self,
+        device: DeviceId,
+        kind: &str,
+        payload: &serde_json::Value,
+    ) -> Result<u64> {
+        if !matches!(kind, "policy" | "wipe") {
+            return Err(Error::BadRequest(format!("unknown command kind {kind:?}")));
+        }
+        let id = self
+            .store
+            .queue_command(device, kind, &payload.to_string(), now_ms())
+            .await?;
+        self.hint(device, HintKind::Command).await;
+        Ok(id)
+    }
+
+    /// Queues a wipe: drops the device's queued messages first, then queues
+    /// the command. Revoking its certificate is provisioning's part and the
+    /// caller's; a wiped device still fetches its commands until it confirms.
+    pub async fn wipe_device(&self, device: DeviceId, reason: &str) -> Result<u64> {
+        self.store.drop_queue(device).await?;
+        self.queue_command(device, "wipe", &serde_json::json!({ "reason": reason }))
+            .await
+    }
+
+    /// Commands waiting for the device.
+    pub async fn commands(&self, device: &DeviceContext) -> Result<Vec<CommandRecord>> {
+        self.store.pending_commands(device.device_id).await
+    }
+
+    /// The device acknowledges a command; a wipe receipt marks it wiped.
+    pub async fn ack_command(
+        &self,
+        device: &DeviceContext,
+        id: u64,
+        receipt: &serde_json::Value,
+    ) -> Result<()> {
+        let pending = self.store.pending_commands(device.device_id).await?;
+        let command = pending
+            .iter()
+            .find(|c| c.id == id)
+            .ok_or(Error::NotFound("command"))?;
+        let receipt_text = receipt.to_string();
+        if receipt_text.len() > 16 * 1024 {
+            return Err(Error::TooLarge {
+                what: "receipt",
+                max: 16 * 1024,
+            });
+        }
+        let now = now_ms();
+        if !self
+            .store
+            .ack_command(device.device_id, id, &receipt_text, now)
+            .await?
+        {
+            return Err(Error::NotFound("command"));
+        }
+        if command.kind == "wipe" {
+            self.store.mark_wiped(device.device_id, now).await?;
+        }
+        Ok(())
+    }
+
+    /// Drops expired messages and attachments; returns (messages, blobs).
+    pub async fn expire(&self) -> Result<(usize, usize)> {
+        let now = now_ms();
+        Ok((
+            self.store.expire_messages(now).await?,
+            self.store.expire_blobs(now).await?,
+        ))
+    }
+}
+
+fn check_group_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(Error::BadRequest(
+            "group name must be 1 to 200 characters".into(),
+        ));
+    }
+    Ok(())
+}

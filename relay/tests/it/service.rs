@@ -1,0 +1,583 @@
+//! The relay's core (`Relay`) over the SQLite store and provisioning's
+//! records, without HTTP: who may post what, idempotency, groups, blobs,
+//! commands and wipe.
+
+use std::sync::Arc;
+
+use kontor_crypto::{IdentitySecret, MessageId, Recipient, Sender};
+use kontor_provisioning::service::{EnrollRequest, Service, ServiceConfig};
+use kontor_provisioning::store::{
+    DirectoryUser, SqliteStore as PStore, TokenBinding, UserDirectory, UserStatus,
+};
+use kontor_provisioning::token::TokenSpec;
+use kontor_provisioning::{CertSerial, DeviceId, Kek, Pki, PkiConfig};
+use kontor_relay::Error;
+use kontor_relay::bus::LocalBus;
+use kontor_relay::service::{DeviceContext, Relay, RelayConfig};
+use kontor_relay::store::sqlite::SqliteStore;
+use kontor_relay::store::{GroupMember, GroupRole};
+use kontor_relay::wire::{self, PostedEnvelope};
+
+type TestRelay = Relay<SqliteStore, PStore, LocalBus>;
+
+pub struct Org {
+    _dir: tempfile::TempDir,
+    pub service: Arc<Service<PStore>>,
+    pub relay: Arc<TestRelay>,
+}
+
+pub struct Device {
+    pub ctx: DeviceContext,
+    pub key: IdentitySecret,
+}
+
+impl Org {
+    pub async fn new(config: RelayConfig) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        let pki = Pki::open_or_create(
+            &dir.path().join("pki"),
+            &Kek::from_bytes([7; 32]),
+            PkiConfig::new("Test Org", "https://enroll.test"),
+            now,
+            &mut rand::rng(),
+        )
+        .unwrap();
+        let pstore = PStore::in_memory().unwrap();
+        let service = Arc::new(
+            Service::new(
+                pki,
+                pstore.clone(),
+                ServiceConfig {
+                    relay_url: "https://relay.test".into(),
+                    policy: serde_json::json!({}),
+                },
+            )
+            .await
+            .unwrap(),
+        );
+        let relay = Arc::new(Relay::new(
+            SqliteStore::in_memory().unwrap(),
+            pstore,
+            service.deny_list(),
+            LocalBus::default(),
+            config,
+        ));
+        Self {
+            _dir: dir,
+            service,
+            relay,
+        }
+    }
+
+    /// Enrolls a device for `user` through provisioning, as a phone would.
+    pub async fn enroll(&self, user: &str) -> Device {
+        let now = time::OffsetDateTime::now_utc();
+        let spec = TokenSpec {
+            binding: TokenBinding::User(user.into()),
+            max_uses: 1,
+            lifetime_seconds: 3600,
+            label: "test".into(),
+        };
+        let (token, _) = self.service.create_token(&spec, now).await.unwrap();
+        let tls_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let csr = rcgen::CertificateParams::new(Vec::<String>::new())
+            .unwrap()
+            .serialize_request(&tls_key)
+            .unwrap()
+            .pem()
+            .unwrap();
+        let key = IdentitySecret::generate(&mut kontor_crypto::os_rng());
+        let enrolled = self
+            .service
+            .enroll(
+                &EnrollRequest {
+                    token: token.expose_secret().to_owned(),
+                    csr,
+                    identity_key: key.public().to_hex(),
+                    platform: "android".into(),
+                    device_name: format!("{user} phone"),
+                    user: None,
+                },
+                now,
+            )
+            .await
+            .unwrap();
+        let device_id = DeviceId::from_hex(&enrolled.device_id).unwrap();
+        let serial = CertSerial::from_hex(&enrolled.serial).unwrap();
+        let ctx = self.relay.authenticate(device_id, serial).await.unwrap();
+        Device { ctx, key }
+    }
+}
+
+/// Seals `text` from `from` for `to` and encodes the envelope.
+pub fn envelope(
+    from: &Device,
+    to: &[&Device],
+    id: u8,
+    group: Option<[u8; 16]>,
+    blobs: &[[u8; 16]],
+    text: &[u8],
+) -> Vec<u8> {
+    let recipients: Vec<Recipient> = to
+        .iter()
+        .map(|d| Recipient {
+            device_id: kontor_crypto::DeviceId(*d.ctx.device_id.as_bytes()),
+            identity: d.key.public(),
+        })
+        .collect();
+    let sealed = kontor_crypto::seal(
+        &mut kontor_crypto::os_rng(),
+        MessageId([id; 16]),
+        Sender {
+            device_id: kontor_crypto::DeviceId(*from.ctx.device_id.as_bytes()),
+            identity: &from.key,
+        },
+        &recipients,
+        text,
+    )
+    .unwrap();
+    let deliveries: Vec<&[u8]> = sealed
+        .deliveries()
+        .iter()
+        .map(|d| &d.as_bytes()[..])
+        .collect();
+    PostedEnvelope::encode(group, blobs, &deliveries, sealed.body())
+}
+
+/// Opens everything waiting for `device` and returns the plaintexts.
+pub async fn receive(org: &Org, device: &Device, from: &Device) -> Vec<(u64, Vec<u8>)> {
+    let waiting = org.relay.fetch(&device.ctx, &[], 100).await.unwrap();
+    waiting
+        .into_iter()
+        .map(|m| {
+            let frame =
+                wire::decode_frame(&wire::encode_frame(m.seq, 0, &m.delivery, &m.body)).unwrap();
+            let opened =
+                kontor_crypto::open(&frame.sealed, &device.key, None, &from.key.public()).unwrap();
+            (m.seq, opened.plaintext.to_vec())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_message_is_stored_once_per_device_fetched_opened_and_acknowledged() {
+    let org = Org::new(RelayConfig::default()).await;
+    let anna = org.enroll("anna@example.org").await;
+    let ben = org.enroll("ben@example.org").await;
+    let ben2 = org.enroll("ben@example.org").await;
+    let outcome = org
+        .relay
+        .post_message(
+            &anna.ctx,
+            &envelope(&anna, &[&ben, &ben2], 1, None, &[], b"hallo"),
+        )
+        .await
+        .unwrap();
+    assert!(outcome.new);
+    assert_eq!(outcome.recipients, 2);
+    for device in [&ben, &ben2] {
+        let got = receive(&org, device, &anna).await;
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].1, b"hallo");
+        assert_eq!(org.relay.ack(&device.ctx, &[got[0].0]).await.unwrap(), 1);
+        assert!(receive(&org, device, &anna).await.is_empty());
+    }
+    // Acknowledging another device's entry does nothing.
+    assert_eq!(org.relay.ack(&anna.ctx, &[1, 2, 3]).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_retry_is_accepted_once_and_a_replay_is_refused() {
+    let org = Org::new(RelayConfig::default()).await;
+    let anna = org.enroll("anna@example.org").await;
+    let ben = org.enroll("ben@example.org").await;
+    let first = envelope(&anna, &[&ben], 1, None, &[], b"eins");
+    assert!(org.relay.post_message(&anna.ctx, &first).await.unwrap().new);
+    assert!(!org.relay.post_message(&anna.ctx, &first).await.unwrap().new);
+    let other = envelope(&anna, &[&ben], 1, None, &[], b"zwei");
+    assert_eq!(
+        org.relay.post_message(&anna.ctx, &other).await.unwrap_err(),
+        Error::Replay
+    );
+    assert_eq!(receive(&org, &ben, &anna).await.len(), 1);
+}
+
+#[tokio::test]
+async fn senders_cannot_speak_for_others_or_reach_unknown_or_blocked_devices() {
+    let org = Org::new(RelayConfig::default()).await;
+    let anna = org.enroll("anna@example.org").await;
+    let ben = org.enroll("ben@example.org").await;
+    let carl = org.enroll("carl@example.org").await;
+    // Ben posts Anna's envelope: the headers name Anna.
+    let anna_env = envelope(&anna, &[&carl], 1, None, &[], b"x");
+    assert_eq!(
+        org.relay
+            .post_message(&ben.ctx, &anna_env)
+            .await
+            .unwrap_err(),
+        Error::SenderMismatch
+    );
+    // A recipient the directory does not know.
+    let stranger = Device {
+        ctx: DeviceContext {
+            device_id: DeviceId::from_bytes([9; 16]),
+            ..carl.ctx.clone()
+        },
+        key: IdentitySecret::generate(&mut kontor_crypto::os_rng()),
+    };
+    let err = org
+        .relay
+        .post_message(
+            &anna.ctx,
+            &envelope(&anna, &[&stranger], 2, None, &[], b"x"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::UnknownRecipient(_)), "{err:?}");
+    // A recipient key that is not the one in the certificate.
+    let fake = Device {
+        ctx: carl.ctx.clone(),
+        key: IdentitySecret::generate(&mut kontor_crypto::os_rng()),
+    };
+    let err = org
+        .relay
+        .post_message(&anna.ctx, &envelope(&anna, &[&fake], 3, None, &[], b"x"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::StaleRecipientKey(_)), "{err:?}");
+    // A blocked user can be neither reached nor use the relay.
+    org.service
+        .store()
+        .put_user(&DirectoryUser {
+            user_id: "carl@example.org".into(),
+            department: None,
+            status: UserStatus::Blocked,
+        })
+        .await
+        .unwrap();
+    let err = org
+        .relay
+        .post_message(&anna.ctx, &envelope(&anna, &[&carl], 4, None, &[], b"x"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Forbidden(_)), "{err:?}");
+    assert!(matches!(
+        org.relay.still_allowed(&carl.ctx).await,
+        Err(Error::DeviceRefused(_))
+    ));
+    for d in [&ben, &carl] {
+        assert!(org.relay.fetch(&d.ctx, &[], 10).await.unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_revoked_device_is_refused_and_leaves_the_directory() {
+    let org = Org::new(RelayConfig::default()).await;
+    let anna = org.enroll("anna@example.org").await;
+    let ben = org.enroll("ben@example.org").await;
+    assert_eq!(
+        org.relay
+            .devices_of_user(&anna.ctx, "ben@example.org")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    org.service
+        .revoke_device(&ben.ctx.device_id, "lost", time::OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    assert!(matches!(
+        org.relay
+            .authenticate(ben.ctx.device_id, ben.ctx.serial)
+            .await,
+        Err(Error::DeviceRefused(_))
+    ));
+    assert!(
+        org.relay
+            .devices_of_user(&anna.ctx, "ben@example.org")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let err = org
+        .relay
+        .post_message(&anna.ctx, &envelope(&anna, &[&ben], 1, None, &[], b"x"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::UnknownRecipient(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn group_messages_go_to_members_only_and_admins_manage_the_group() {
+    let org = Org::new(RelayConfig::default()).await;
+    let anna = org.enroll("anna@example.org").await;
+    let ben = org.enroll("ben@example.org").await;
+    let carl = org.enroll("carl@example.org").await;
+    let gid = [5; 16];
+    let group = org
+        .relay
+        .create_group(&anna.ctx, gid, "Projekt", &["ben@example.org".into()])
+        .await
+        .unwrap();
+    assert_eq!(group.members.len(), 2);
+    assert!(
+        org.relay
+            .post_message(
+                &anna.ctx,
+                &envelope(&anna, &[&ben], 1, Some(gid), &[], b"an alle")
+            )
+            .await
+            .unwrap()
+            .new
+    );
+    // Carl is not a member: he may not be sealed for, and cannot see the group.
+    let err = org
+        .relay
+        .post_message(
+            &anna.ctx,
+            &envelope(&anna, &[&ben, &carl], 2, Some(gid), &[], b"x"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Forbidden(_)), "{err:?}");
+    assert_eq!(
+        org.relay.group(&carl.ctx, gid).await.unwrap_err(),
+        Error::NotFound("group")
+    );
+    let err = org
+        .relay
+        .post_message(
+            &carl.ctx,
+            &envelope(&carl, &[&anna], 3, Some(gid), &[], b"x"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err, Error::NotFound("group"));
+    // Ben is a member, not an admin.
+    let err = org
+        .relay
+        .rename_group(&ben.ctx, gid, "Neu")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Forbidden(_)), "{err:?}");
+    assert_eq!(
+        org.relay
+            .rename_group(&anna.ctx, gid, "Neu")
+            .await
+            .unwrap()
+            .name,
+        "Neu"
+    );
+    org.relay
+        .put_member(
+            &anna.ctx,
+            gid,
+            GroupMember {
+                user_id: "carl@example.org".into(),
+                role: GroupRole::Member,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        org.relay
+            .post_message(
+                &anna.ctx,
+                &envelope(&anna, &[&ben, &carl], 4, Some(gid), &[], b"x")
+            )
+            .await
+            .unwrap()
+            .new
+    );
+    // Members may leave; unknown users cannot join.
+    org.relay
+        .remove_member(&carl.ctx, gid, "carl@example.org")
+        .await
+        .unwrap();
+    assert_eq!(org.relay.my_groups(&carl.ctx).await.unwrap().len(), 0);
+    let err = org
+        .relay
+        .put_member(
+            &anna.ctx,
+            gid,
+            GroupMember {
+                user_id: "nobody@example.org".into(),
+                role: GroupRole::Member,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err, Error::NotFound("user"));
+}
+
+#[tokio::test]
+async fn attachments_reach_only_the_recipients_of_a_message_naming_them() {
+    let org = Org::new(RelayConfig::default()).await;
+    let anna = org.enroll("anna@example.org").await;
+    let ben = org.enroll("ben@example.org").await;
+    let carl = org.enroll("carl@example.org").await;
+    let blob = [3; 16];
+    org.relay
+        .put_blob(&anna.ctx, blob, vec![1, 2, 3])
+        .await
+        .unwrap();
+    assert_eq!(
+        org.relay
+            .put_blob(&anna.ctx, blob, vec![4])
+            .await
+            .unwrap_err(),
+        Error::Replay
+    );
+    assert_eq!(
+        org.relay.blob(&ben.ctx, blob).await.unwrap_err(),
+        Error::NotFound("attachment")
+    );
+    org.relay
+        .post_message(
+            &anna.ctx,
+            &envelope(&anna, &[&ben], 1, None, &[blob], b"file"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(org.relay.blob(&ben.ctx, blob).await.unwrap(), vec![1, 2, 3]);
+    assert_eq!(
+        org.relay.blob(&anna.ctx, blob).await.unwrap(),
+        vec![1, 2, 3]
+    );
+    assert_eq!(
+        org.relay.blob(&carl.ctx, blob).await.unwrap_err(),
+        Error::NotFound("attachment")
+    );
+    // Carl cannot name Anna's upload to gain access to it.
+    let err = org
+        .relay
+        .post_message(&carl.ctx, &envelope(&carl, &[&ben], 2, None, &[blob], b"x"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Forbidden(_)), "{err:?}");
+    let small = Org::new(RelayConfig {
+        blob_bytes_max: 10,
+        ..RelayConfig::default()
+    })
+    .await;
+    let dora = small.enroll("dora@example.org").await;
+    assert!(matches!(
+        small.relay.put_blob(&dora.ctx, blob, vec![0; 11]).await,
+        Err(Error::TooLarge { .. })
+    ));
+}
+
+#[tokio::test]
+async fn limits_refuse_floods_and_full_queues() {
+    let org = Org::new(RelayConfig {
+        messages_per_s: 1,
+        message_burst: 3,
+        queue_len_max: 2,
+        ..RelayConfig::default()
+    })
+    .await;
+    let anna = org.enroll("anna@example.org").await;
+    let ben = org.enroll("ben@example.org").await;
+    let carl = org.enroll("carl@example.org").await;
+    for i in 0..2 {
+        org.relay
+            .post_message(&anna.ctx, &envelope(&anna, &[&ben], i, None, &[], b"x"))
+            .await
+            .unwrap();
+    }
+    let err = org
+        .relay
+        .post_message(
+            &anna.ctx,
+            &envelope(&anna, &[&ben, &carl], 9, None, &[], b"x"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::QueueFull(_)), "{err:?}");
+    // Nothing was stored for Carl either: one transaction.
+    assert!(
+        org.relay
+            .fetch(&carl.ctx, &[], 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let err = org
+        .relay
+        .post_message(&anna.ctx, &envelope(&anna, &[&carl], 10, None, &[], b"x"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::RateLimited { retry_after_s } if retry_after_s >= 1),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_wipe_drops_the_queue_and_the_receipt_marks_the_device_wiped() {
+    let org = Org::new(RelayConfig::default()).await;
+    let anna = org.enroll("anna@example.org").await;
+    let ben = org.enroll("ben@example.org").await;
+    org.relay
+        .post_message(&anna.ctx, &envelope(&anna, &[&ben], 1, None, &[], b"x"))
+        .await
+        .unwrap();
+    org.relay
+        .queue_command(
+            ben.ctx.device_id,
+            "policy",
+            &serde_json::json!({"copy_paste": false}),
+        )
+        .await
+        .unwrap();
+    let wipe = org
+        .relay
+        .wipe_device(ben.ctx.device_id, "lost phone")
+        .await
+        .unwrap();
+    assert!(org.relay.fetch(&ben.ctx, &[], 10).await.unwrap().is_empty());
+    let commands = org.relay.commands(&ben.ctx).await.unwrap();
+    assert_eq!(
+        commands.iter().map(|c| c.kind.as_str()).collect::<Vec<_>>(),
+        ["policy", "wipe"]
+    );
+    assert_eq!(
+        org.relay
+            .ack_command(&ben.ctx, 999, &serde_json::json!({}))
+            .await
+            .unwrap_err(),
+        Error::NotFound("command")
+    );
+    assert_eq!(
+        org.relay
+            .ack_command(&anna.ctx, wipe, &serde_json::json!({}))
+            .await
+            .unwrap_err(),
+        Error::NotFound("command")
+    );
+    org.relay
+        .ack_command(&ben.ctx, wipe, &serde_json::json!({"wiped": true}))
+        .await
+        .unwrap();
+    assert!(matches!(
+        org.relay
+            .authenticate(ben.ctx.device_id, ben.ctx.serial)
+            .await,
+        Err(Error::DeviceRefused("device wiped"))
+    ));
+    assert!(
+        org.relay
+            .devices_of_user(&anna.ctx, "ben@example.org")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(matches!(
+        org.relay
+            .queue_command(ben.ctx.device_id, "format-disk", &serde_json::json!({}))
+            .await,
+        Err(Error::BadRequest(_))
+    ));
+}
