@@ -14,16 +14,85 @@ use kontor_provisioning::{CertSerial, DeviceId, Kek, Pki, PkiConfig};
 use kontor_relay::Error;
 use kontor_relay::bus::LocalBus;
 use kontor_relay::service::{DeviceContext, Relay, RelayConfig};
+use kontor_relay::store::postgres::PostgresStore;
 use kontor_relay::store::sqlite::SqliteStore;
-use kontor_relay::store::{GroupMember, GroupRole};
+use kontor_relay::store::{GroupMember, GroupRole, RelayStore};
 use kontor_relay::wire::{self, PostedEnvelope};
 
-type TestRelay = Relay<SqliteStore, PStore, LocalBus>;
+/// Makes a fresh, empty relay store of one kind.
+pub trait MakeStore {
+    /// The store.
+    type S: RelayStore;
+    /// A fresh one.
+    fn make(&self) -> impl std::future::Future<Output = Self::S>;
+}
 
-pub struct Org {
+/// In-memory SQLite.
+pub struct Sqlite;
+
+impl MakeStore for Sqlite {
+    type S = SqliteStore;
+    async fn make(&self) -> SqliteStore {
+        SqliteStore::in_memory().unwrap()
+    }
+}
+
+/// PostgreSQL in a fresh schema.
+pub struct Postgres(pub String);
+
+impl MakeStore for Postgres {
+    type S = PostgresStore;
+    async fn make(&self) -> PostgresStore {
+        let schema = format!("relay_test_{}", hex::encode(rand::random::<[u8; 8]>()));
+        PostgresStore::connect(&self.0, &schema).await.unwrap()
+    }
+}
+
+/// The PostgreSQL URL for tests, or `None` after saying the test is skipped.
+pub fn postgres_url() -> Option<String> {
+    let url = std::env::var("KONTOR_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    if url.is_none() {
+        println!("skipped: KONTOR_TEST_POSTGRES_URL not set");
+    }
+    url
+}
+
+/// Runs each named case on SQLite and, where configured, PostgreSQL.
+macro_rules! on_both_stores {
+    ($($case:ident),* $(,)?) => {$(
+        mod $case {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$case(&super::Sqlite).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                if let Some(url) = super::postgres_url() {
+                    super::$case(&super::Postgres(url)).await;
+                }
+            }
+        }
+    )*};
+}
+
+on_both_stores!(
+    a_message_is_stored_once_per_device_fetched_opened_and_acknowledged,
+    a_retry_is_accepted_once_and_a_replay_is_refused,
+    senders_cannot_speak_for_others_or_reach_unknown_or_blocked_devices,
+    a_revoked_device_is_refused_and_leaves_the_directory,
+    group_messages_go_to_members_only_and_admins_manage_the_group,
+    attachments_reach_only_the_recipients_of_a_message_naming_them,
+    limits_refuse_floods_and_full_queues,
+    a_wipe_drops_the_queue_and_the_receipt_marks_the_device_wiped,
+);
+
+pub struct Org<S: RelayStore> {
     _dir: tempfile::TempDir,
     pub service: Arc<Service<PStore>>,
-    pub relay: Arc<TestRelay>,
+    pub relay: Arc<Relay<S, PStore, LocalBus>>,
 }
 
 pub struct Device {
@@ -31,8 +100,8 @@ pub struct Device {
     pub key: IdentitySecret,
 }
 
-impl Org {
-    pub async fn new(config: RelayConfig) -> Self {
+impl<S: RelayStore> Org<S> {
+    pub async fn new(make: &impl MakeStore<S = S>, config: RelayConfig) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let now = time::OffsetDateTime::now_utc();
         let pki = Pki::open_or_create(
@@ -57,7 +126,7 @@ impl Org {
             .unwrap(),
         );
         let relay = Arc::new(Relay::new(
-            SqliteStore::in_memory().unwrap(),
+            make.make().await,
             pstore,
             service.deny_list(),
             LocalBus::default(),
@@ -146,7 +215,11 @@ pub fn envelope(
 }
 
 /// Opens everything waiting for `device` and returns the plaintexts.
-pub async fn receive(org: &Org, device: &Device, from: &Device) -> Vec<(u64, Vec<u8>)> {
+pub async fn receive<S: RelayStore>(
+    org: &Org<S>,
+    device: &Device,
+    from: &Device,
+) -> Vec<(u64, Vec<u8>)> {
     let waiting = org.relay.fetch(&device.ctx, &[], 100).await.unwrap();
     waiting
         .into_iter()
@@ -160,9 +233,8 @@ pub async fn receive(org: &Org, device: &Device, from: &Device) -> Vec<(u64, Vec
         .collect()
 }
 
-#[tokio::test]
-async fn a_message_is_stored_once_per_device_fetched_opened_and_acknowledged() {
-    let org = Org::new(RelayConfig::default()).await;
+async fn a_message_is_stored_once_per_device_fetched_opened_and_acknowledged<M: MakeStore>(m: &M) {
+    let org = Org::new(m, RelayConfig::default()).await;
     let anna = org.enroll("anna@example.org").await;
     let ben = org.enroll("ben@example.org").await;
     let ben2 = org.enroll("ben@example.org").await;
@@ -187,9 +259,8 @@ async fn a_message_is_stored_once_per_device_fetched_opened_and_acknowledged() {
     assert_eq!(org.relay.ack(&anna.ctx, &[1, 2, 3]).await.unwrap(), 0);
 }
 
-#[tokio::test]
-async fn a_retry_is_accepted_once_and_a_replay_is_refused() {
-    let org = Org::new(RelayConfig::default()).await;
+async fn a_retry_is_accepted_once_and_a_replay_is_refused<M: MakeStore>(m: &M) {
+    let org = Org::new(m, RelayConfig::default()).await;
     let anna = org.enroll("anna@example.org").await;
     let ben = org.enroll("ben@example.org").await;
     let first = envelope(&anna, &[&ben], 1, None, &[], b"eins");
@@ -203,9 +274,8 @@ async fn a_retry_is_accepted_once_and_a_replay_is_refused() {
     assert_eq!(receive(&org, &ben, &anna).await.len(), 1);
 }
 
-#[tokio::test]
-async fn senders_cannot_speak_for_others_or_reach_unknown_or_blocked_devices() {
-    let org = Org::new(RelayConfig::default()).await;
+async fn senders_cannot_speak_for_others_or_reach_unknown_or_blocked_devices<M: MakeStore>(m: &M) {
+    let org = Org::new(m, RelayConfig::default()).await;
     let anna = org.enroll("anna@example.org").await;
     let ben = org.enroll("ben@example.org").await;
     let carl = org.enroll("carl@example.org").await;
@@ -271,9 +341,8 @@ async fn senders_cannot_speak_for_others_or_reach_unknown_or_blocked_devices() {
     }
 }
 
-#[tokio::test]
-async fn a_revoked_device_is_refused_and_leaves_the_directory() {
-    let org = Org::new(RelayConfig::default()).await;
+async fn a_revoked_device_is_refused_and_leaves_the_directory<M: MakeStore>(m: &M) {
+    let org = Org::new(m, RelayConfig::default()).await;
     let anna = org.enroll("anna@example.org").await;
     let ben = org.enroll("ben@example.org").await;
     assert_eq!(
@@ -309,9 +378,8 @@ async fn a_revoked_device_is_refused_and_leaves_the_directory() {
     assert!(matches!(err, Error::UnknownRecipient(_)), "{err:?}");
 }
 
-#[tokio::test]
-async fn group_messages_go_to_members_only_and_admins_manage_the_group() {
-    let org = Org::new(RelayConfig::default()).await;
+async fn group_messages_go_to_members_only_and_admins_manage_the_group<M: MakeStore>(m: &M) {
+    let org = Org::new(m, RelayConfig::default()).await;
     let anna = org.enroll("anna@example.org").await;
     let ben = org.enroll("ben@example.org").await;
     let carl = org.enroll("carl@example.org").await;
@@ -412,9 +480,8 @@ async fn group_messages_go_to_members_only_and_admins_manage_the_group() {
     assert_eq!(err, Error::NotFound("user"));
 }
 
-#[tokio::test]
-async fn attachments_reach_only_the_recipients_of_a_message_naming_them() {
-    let org = Org::new(RelayConfig::default()).await;
+async fn attachments_reach_only_the_recipients_of_a_message_naming_them<M: MakeStore>(m: &M) {
+    let org = Org::new(m, RelayConfig::default()).await;
     let anna = org.enroll("anna@example.org").await;
     let ben = org.enroll("ben@example.org").await;
     let carl = org.enroll("carl@example.org").await;
@@ -457,10 +524,13 @@ async fn attachments_reach_only_the_recipients_of_a_message_naming_them() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Forbidden(_)), "{err:?}");
-    let small = Org::new(RelayConfig {
-        blob_bytes_max: 10,
-        ..RelayConfig::default()
-    })
+    let small = Org::new(
+        m,
+        RelayConfig {
+            blob_bytes_max: 10,
+            ..RelayConfig::default()
+        },
+    )
     .await;
     let dora = small.enroll("dora@example.org").await;
     assert!(matches!(
@@ -469,14 +539,16 @@ async fn attachments_reach_only_the_recipients_of_a_message_naming_them() {
     ));
 }
 
-#[tokio::test]
-async fn limits_refuse_floods_and_full_queues() {
-    let org = Org::new(RelayConfig {
-        messages_per_s: 1,
-        message_burst: 3,
-        queue_len_max: 2,
-        ..RelayConfig::default()
-    })
+async fn limits_refuse_floods_and_full_queues<M: MakeStore>(m: &M) {
+    let org = Org::new(
+        m,
+        RelayConfig {
+            messages_per_s: 1,
+            message_burst: 3,
+            queue_len_max: 2,
+            ..RelayConfig::default()
+        },
+    )
     .await;
     let anna = org.enroll("anna@example.org").await;
     let ben = org.enroll("ben@example.org").await;
@@ -515,9 +587,8 @@ async fn limits_refuse_floods_and_full_queues() {
     );
 }
 
-#[tokio::test]
-async fn a_wipe_drops_the_queue_and_the_receipt_marks_the_device_wiped() {
-    let org = Org::new(RelayConfig::default()).await;
+async fn a_wipe_drops_the_queue_and_the_receipt_marks_the_device_wiped<M: MakeStore>(m: &M) {
+    let org = Org::new(m, RelayConfig::default()).await;
     let anna = org.enroll("anna@example.org").await;
     let ben = org.enroll("ben@example.org").await;
     org.relay
