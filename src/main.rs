@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod crypto_cmd;
 mod demo;
+mod serve;
 
 /// Kontor: a secure messenger your organisation runs itself.
 #[derive(Debug, Parser)]
@@ -26,6 +27,8 @@ enum Command {
     Crypto(crypto_cmd::CryptoCommand),
     /// Show, step by step, what this build of Kontor does.
     Demo(demo::DemoArgs),
+    /// Run the server: enrollment and relay, on SQLite by default.
+    Serve(Box<serve::ServeArgs>),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +36,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Crypto(cmd) => crypto_cmd::run(cmd),
         Command::Demo(args) => demo::run(args),
+        Command::Serve(args) => serve::run(*args),
     };
     match result {
         Ok(code) => code,

@@ -89,6 +89,12 @@ where
         .with_state(relay)
 }
 
+/// Adds the HSTS header to every answer of `router` (for the other HTTPS
+/// listeners of the same process).
+pub fn with_hsts(router: Router) -> Router {
+    router.layer(axum::middleware::map_response(add_hsts))
+}
+
 async fn add_hsts(mut response: Response) -> Response {
     response.headers_mut().insert(
         header::STRICT_TRANSPORT_SECURITY,

@@ -1,0 +1,295 @@
+//! `kontor serve`: provisioning and relay in one process.
+//!
+//! Embedded default: a data directory with the organisation's CA, one
+//! SQLite file and an in-process bus; nothing else to run. Scale-out:
+//! `--postgres URL --nats URL`, and as many nodes as wanted.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use kontor_provisioning::http::AppState;
+use kontor_provisioning::pki::{Pki, PkiConfig};
+use kontor_provisioning::service::{Service, ServiceConfig};
+use kontor_provisioning::{Kek, store as pstore};
+use kontor_relay::bus::{Bus, LocalBus, NatsBus};
+use kontor_relay::service::{Relay, RelayConfig};
+use kontor_relay::store::RelayStore;
+use kontor_relay::tls::{self, TlsMaterial};
+use rustls_pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, PrivatePkcs8KeyDer,
+};
+
+/// Options of `kontor serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Data directory: CA, server certificate, SQLite database.
+    #[arg(long, default_value = "kontor-data", env = "KONTOR_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Organisation name, written into every certificate.
+    #[arg(long, default_value = "Kontor Demo GmbH", env = "KONTOR_ORG_NAME")]
+    pub org_name: String,
+    /// Address of the device API (mutual TLS).
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub device_listen: SocketAddr,
+    /// Address of the enrollment API (TLS, token-authenticated).
+    #[arg(long, default_value = "127.0.0.1:8444")]
+    pub enroll_listen: SocketAddr,
+    /// Host names and addresses devices use to reach this server (the
+    /// server certificate names them).
+    #[arg(long = "server-name", default_values_t = vec!["localhost".to_owned(), "127.0.0.1".to_owned()])]
+    pub server_names: Vec<String>,
+    /// The key that seals the CA keys at rest: a file with 64 hex digits.
+    /// Without it (and without KONTOR_PKI_KEK) one is created in the data
+    /// directory, which suits a trial but not production.
+    #[arg(long)]
+    pub kek_file: Option<PathBuf>,
+    /// Bearer key for the enrollment API's admin routes (tokens, revocation).
+    #[arg(long, env = "KONTOR_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
+    /// PostgreSQL URL for the scale-out mode (instead of SQLite).
+    #[arg(long, requires = "nats")]
+    pub postgres: Option<String>,
+    /// NATS URL for the scale-out mode (instead of the in-process bus).
+    #[arg(long, requires = "postgres")]
+    pub nats: Option<String>,
+    /// Most simultaneous device connections.
+    #[arg(long, default_value_t = 10_000)]
+    pub connections_max: usize,
+}
+
+/// Runs the server until Ctrl-C.
+pub fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(args))?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn kek(args: &ServeArgs) -> anyhow::Result<Kek> {
+    if let Some(path) = &args.kek_file {
+        return Kek::from_file(path)
+            .with_context(|| format!("cannot read the key file {}", path.display()));
+    }
+    if std::env::var_os("KONTOR_PKI_KEK").is_some() {
+        return Kek::from_env().context("KONTOR_PKI_KEK is not a valid key");
+    }
+    let path = args.data_dir.join("kek.hex");
+    if path.exists() {
+        return Kek::from_file(&path).with_context(|| format!("cannot read {}", path.display()));
+    }
+    let kek = Kek::generate(&mut rand::rng());
+    write_private(&path, kek.to_hex().as_bytes())?;
+    eprintln!(
+        "kontor: created {} to seal the CA keys; for production keep the key elsewhere (--kek-file or KONTOR_PKI_KEK)",
+        path.display()
+    );
+    Ok(kek)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(bytes)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            args.data_dir.display()
+        )
+    })?;
+    let kek = kek(&args)?;
+    let now = time::OffsetDateTime::now_utc();
+    let enroll_url = format!(
+        "https://{}:{}",
+        args.server_names[0],
+        args.enroll_listen.port()
+    );
+    let device_url = format!(
+        "https://{}:{}",
+        args.server_names[0],
+        args.device_listen.port()
+    );
+    let pki = Pki::open_or_create(
+        &args.data_dir.join("pki"),
+        &kek,
+        PkiConfig::new(&args.org_name, &enroll_url),
+        now,
+        &mut rand::rng(),
+    )
+    .context("cannot open or create the organisation CA")?;
+    // A fresh server certificate at every start: nothing to renew by hand.
+    let server = pki
+        .issue_server(
+            &args.server_names,
+            time::Duration::days(90),
+            now,
+            &mut rand::rng(),
+        )
+        .context("cannot issue the server certificate")?;
+    let root_pem = pki.root_pem().to_owned();
+    std::fs::write(args.data_dir.join("root.pem"), &root_pem).context("cannot write root.pem")?;
+    let chain: Vec<CertificateDer<'static>> = server
+        .chain_der
+        .iter()
+        .map(|d| CertificateDer::from(d.clone()))
+        .collect();
+    let key = || PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server.key_pkcs8_der.to_vec()));
+    let root = CertificateDer::from(pki.root_der().to_vec());
+    let service_config = ServiceConfig {
+        relay_url: device_url.clone(),
+        policy: serde_json::json!({}),
+    };
+
+    match (&args.postgres, &args.nats) {
+        (Some(pg), Some(nats)) => {
+            let pstore = pstore::PostgresStore::connect(pg, "kontor_provisioning")
+                .await
+                .context("cannot connect to PostgreSQL (provisioning)")?;
+            let rstore = kontor_relay::store::postgres::PostgresStore::connect(pg, "kontor_relay")
+                .await
+                .context("cannot connect to PostgreSQL (relay)")?;
+            let bus = NatsBus::connect(nats, "kontor")
+                .await
+                .context("cannot connect to NATS")?;
+            let service = Service::new(pki, pstore, service_config).await?;
+            run_listeners(&args, service, rstore, bus, chain, key, root).await
+        }
+        _ => {
+            let db = args.data_dir.join("kontor.db");
+            let pstore = pstore::SqliteStore::open(&db).context("cannot open the database")?;
+            let rstore = kontor_relay::store::sqlite::SqliteStore::open(&db)
+                .context("cannot open the database")?;
+            let service = Service::new(pki, pstore, service_config).await?;
+            run_listeners(
+                &args,
+                service,
+                rstore,
+                LocalBus::default(),
+                chain,
+                key,
+                root,
+            )
+            .await
+        }
+    }
+}
+
+async fn run_listeners<P, S, B>(
+    args: &ServeArgs,
+    service: Service<P>,
+    relay_store: S,
+    bus: B,
+    chain: Vec<CertificateDer<'static>>,
+    key: impl Fn() -> PrivateKeyDer<'static>,
+    root: CertificateDer<'static>,
+) -> anyhow::Result<()>
+where
+    P: pstore::Store + Clone,
+    S: RelayStore,
+    B: Bus,
+{
+    let now = time::OffsetDateTime::now_utc();
+    let crls: Vec<CertificateRevocationListDer<'static>> = service
+        .crls(now)
+        .await?
+        .iter()
+        .map(|crl| CertificateRevocationListDer::from(crl.to_vec()))
+        .collect();
+    let deny = service.deny_list();
+    let device_tls = tls::server_config(
+        TlsMaterial {
+            server_chain: chain.clone(),
+            server_key: key(),
+            client_roots: vec![root],
+            crls,
+        },
+        deny.clone(),
+    )?;
+    let enroll_tls = tls::server_config_without_client_auth(chain, key())?;
+    let relay = Arc::new(Relay::new(
+        relay_store,
+        service.store().clone(),
+        deny,
+        bus,
+        RelayConfig::default(),
+    ));
+    let service = Arc::new(service);
+    let enroll_app =
+        kontor_relay::http::with_hsts(kontor_provisioning::http::router(AppState::new(
+            service.clone(),
+            args.admin_key.as_deref(),
+            format!("https://{}", args.enroll_listen),
+        )));
+    let device_app = kontor_relay::http::router(relay.clone());
+
+    let device_listener = tokio::net::TcpListener::bind(args.device_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.device_listen))?;
+    let enroll_listener = tokio::net::TcpListener::bind(args.enroll_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.enroll_listen))?;
+    println!(
+        "kontor: device API (mutual TLS) on https://{}",
+        device_listener.local_addr()?
+    );
+    println!(
+        "kontor: enrollment API (TLS) on https://{}",
+        enroll_listener.local_addr()?
+    );
+    println!(
+        "kontor: organisation root CA in {}",
+        args.data_dir.join("root.pem").display()
+    );
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let device = tokio::spawn(kontor_relay::http::serve_tls(
+        device_listener,
+        device_tls,
+        device_app,
+        args.connections_max,
+        stopped(stop_rx.clone()),
+    ));
+    let enroll = tokio::spawn(kontor_relay::http::serve_tls(
+        enroll_listener,
+        enroll_tls,
+        enroll_app,
+        args.connections_max,
+        stopped(stop_rx.clone()),
+    ));
+    let expiry_relay = relay.clone();
+    let expiry = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            if let Err(e) = expiry_relay.expire().await {
+                tracing::warn!(error = %e, "expiry run failed");
+            }
+        }
+    });
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot wait for Ctrl-C")?;
+    println!("kontor: stopping");
+    let _ = stop_tx.send(true);
+    expiry.abort();
+    let _ = tokio::join!(device, enroll);
+    Ok(())
+}
