@@ -127,6 +127,11 @@ impl PostgresStore {
         Ok(store)
     }
 
+    /// The schema this store works in.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
     /// Drops the schema and everything in it (for tests).
     pub async fn drop_schema(&self) -> Result<()> {
         let client = self.pool.get().await.map_err(db)?;

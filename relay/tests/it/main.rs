@@ -1,3 +1,4 @@
 //! Integration tests of the relay.
 
+mod nodes;
 mod service;

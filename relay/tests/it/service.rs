@@ -95,6 +95,19 @@ pub struct Org<S: RelayStore> {
     pub relay: Arc<Relay<S, PStore, LocalBus>>,
 }
 
+impl<S: RelayStore> Org<S> {
+    /// Another relay node over the same stores, with its own bus.
+    pub async fn relay_with_bus<B: kontor_relay::bus::Bus>(&self, bus: B) -> Relay<S, PStore, B> {
+        Relay::new(
+            self.relay.store().clone(),
+            self.service.store().clone(),
+            self.service.deny_list(),
+            bus,
+            self.relay.config().clone(),
+        )
+    }
+}
+
 pub struct Device {
     pub ctx: DeviceContext,
     pub key: IdentitySecret,
