@@ -51,6 +51,10 @@ pub fn server_config(material: TlsMaterial, deny: DenyList) -> Result<Arc<Server
     }
     let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .with_crls(material.crls)
+        // The issuing CAs publish CRLs for device certificates; the root
+        // publishes none for the issuing CAs (it is offline), so only the
+        // device certificate's revocation is checked.
+        .only_check_end_entity_revocation()
         .build()
         .map_err(|e| Error::Tls(format!("client verifier: {e}")))?;
     let verifier = Arc::new(DenyListVerifier { inner, deny });
@@ -61,6 +65,11 @@ pub fn server_config(material: TlsMaterial, deny: DenyList) -> Result<Arc<Server
         .with_single_cert(material.server_chain, material.server_key)
         .map_err(|e| Error::Tls(format!("server certificate: {e}")))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // No session resumption: a resumed session skips the client certificate
+    // check, and a device revoked since its last full handshake must be
+    // refused at the next one.
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     Ok(Arc::new(config))
 }
 

@@ -2,3 +2,4 @@
 
 mod nodes;
 mod service;
+mod tls;

@@ -91,6 +91,10 @@ on_both_stores!(
 
 pub struct Org<S: RelayStore> {
     _dir: tempfile::TempDir,
+    /// The relay's TLS server certificate, issued by the organisation.
+    pub server: kontor_provisioning::pki::ServerCertificate,
+    /// The organisation root, DER.
+    pub root_der: Vec<u8>,
     pub service: Arc<Service<PStore>>,
     pub relay: Arc<Relay<S, PStore, LocalBus>>,
 }
@@ -111,6 +115,10 @@ impl<S: RelayStore> Org<S> {
 pub struct Device {
     pub ctx: DeviceContext,
     pub key: IdentitySecret,
+    /// The TLS client key, PKCS#8 DER.
+    pub tls_key: Vec<u8>,
+    /// The device certificate and its issuing CA, PEM.
+    pub chain_pem: String,
 }
 
 impl<S: RelayStore> Org<S> {
@@ -125,6 +133,15 @@ impl<S: RelayStore> Org<S> {
             &mut rand::rng(),
         )
         .unwrap();
+        let server = pki
+            .issue_server(
+                &["localhost".to_owned()],
+                time::Duration::days(1),
+                now,
+                &mut rand::rng(),
+            )
+            .unwrap();
+        let root_der = pki.root_der().to_vec();
         let pstore = PStore::in_memory().unwrap();
         let service = Arc::new(
             Service::new(
@@ -147,6 +164,8 @@ impl<S: RelayStore> Org<S> {
         ));
         Self {
             _dir: dir,
+            server,
+            root_der,
             service,
             relay,
         }
@@ -188,7 +207,12 @@ impl<S: RelayStore> Org<S> {
         let device_id = DeviceId::from_hex(&enrolled.device_id).unwrap();
         let serial = CertSerial::from_hex(&enrolled.serial).unwrap();
         let ctx = self.relay.authenticate(device_id, serial).await.unwrap();
-        Device { ctx, key }
+        Device {
+            ctx,
+            key,
+            tls_key: tls_key.serialize_der(),
+            chain_pem: enrolled.chain,
+        }
     }
 }
 
@@ -308,6 +332,8 @@ async fn senders_cannot_speak_for_others_or_reach_unknown_or_blocked_devices<M: 
             ..carl.ctx.clone()
         },
         key: IdentitySecret::generate(&mut kontor_crypto::os_rng()),
+        tls_key: Vec::new(),
+        chain_pem: String::new(),
     };
     let err = org
         .relay
@@ -322,6 +348,8 @@ async fn senders_cannot_speak_for_others_or_reach_unknown_or_blocked_devices<M: 
     let fake = Device {
         ctx: carl.ctx.clone(),
         key: IdentitySecret::generate(&mut kontor_crypto::os_rng()),
+        tls_key: Vec::new(),
+        chain_pem: String::new(),
     };
     let err = org
         .relay

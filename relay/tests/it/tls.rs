@@ -1,0 +1,592 @@
+//! The device API over real mutual TLS on 127.0.0.1: live delivery over
+//! WebSocket, offline fetch, groups, attachments, refusals at the handshake
+//! and bad input, on SQLite and (where configured) PostgreSQL.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use kontor_relay::http::{router, serve_tls};
+use kontor_relay::service::RelayConfig;
+use kontor_relay::store::RelayStore;
+use kontor_relay::tls::{self, TlsMaterial};
+use kontor_relay::wire;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName,
+};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::service::{Device, MakeStore, Org, Postgres, Sqlite, envelope, postgres_url};
+
+macro_rules! over_tls_on_both_stores {
+    ($($case:ident),* $(,)?) => {$(
+        mod $case {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$case(&super::Sqlite).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                if let Some(url) = super::postgres_url() {
+                    super::$case(&super::Postgres(url)).await;
+                }
+            }
+        }
+    )*};
+}
+
+over_tls_on_both_stores!(
+    a_message_arrives_live_over_websocket_and_is_acknowledged,
+    an_offline_device_fetches_and_acknowledges,
+    a_group_of_fifty_each_open_the_message,
+    an_attachment_reaches_only_the_recipient,
+    revoked_and_foreign_devices_are_refused_at_the_handshake,
+    bad_input_gets_a_clear_error_and_changes_nothing,
+);
+
+struct Running {
+    addr: SocketAddr,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn start<S: RelayStore>(org: &Org<S>) -> Running {
+    let crls = org
+        .service
+        .crls(time::OffsetDateTime::now_utc())
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| CertificateRevocationListDer::from(c.to_vec()))
+        .collect();
+    let material = TlsMaterial {
+        server_chain: org
+            .server
+            .chain_der
+            .iter()
+            .map(|d| CertificateDer::from(d.clone()))
+            .collect(),
+        server_key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+            org.server.key_pkcs8_der.to_vec(),
+        )),
+        client_roots: vec![CertificateDer::from(org.root_der.clone())],
+        crls,
+    };
+    let config = tls::server_config(material, org.service.deny_list()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve_tls(
+        listener,
+        config,
+        router(org.relay.clone()),
+        1000,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    Running { addr, _stop: stop }
+}
+
+/// A device's TLS client: trusts `root`, presents the device certificate.
+fn client(root: &[u8], device: &Device) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from(root.to_vec())).unwrap();
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(device.chain_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(device.tls_key.clone()));
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .unwrap(),
+    )
+}
+
+async fn connect(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    tokio_rustls::TlsConnector::from(config)
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+}
+
+struct Answer {
+    status: u16,
+    headers: hyper::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+    fn code(&self) -> String {
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    }
+}
+
+async fn call(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> Result<Answer, String> {
+    let tls = connect(addr, config).await.map_err(|e| e.to_string())?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "localhost");
+    if let Some(ct) = content_type {
+        request = request.header("content-type", ct);
+    }
+    let response = sender
+        .send_request(request.body(Full::new(Bytes::from(body))).unwrap())
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes()
+        .to_vec();
+    Ok(Answer {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// A device's view of the API.
+struct Phone<'a> {
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    device: &'a Device,
+}
+
+impl<'a> Phone<'a> {
+    fn new<S: RelayStore>(org: &Org<S>, running: &Running, device: &'a Device) -> Self {
+        Self {
+            addr: running.addr,
+            config: client(&org.root_der, device),
+            device,
+        }
+    }
+
+    async fn get(&self, path: &str) -> Answer {
+        call(
+            self.addr,
+            self.config.clone(),
+            "GET",
+            path,
+            None,
+            Vec::new(),
+        )
+        .await
+        .unwrap()
+    }
+
+    async fn send(&self, method: &str, path: &str, ct: &str, body: Vec<u8>) -> Answer {
+        call(self.addr, self.config.clone(), method, path, Some(ct), body)
+            .await
+            .unwrap()
+    }
+
+    async fn post_envelope(&self, body: Vec<u8>) -> Answer {
+        self.send("POST", "/v1/messages", wire::ENVELOPE_CONTENT_TYPE, body)
+            .await
+    }
+
+    /// Fetches, opens (expecting `from` as the sender) and returns (seq, plaintext).
+    async fn inbox(&self, from: &Device) -> Vec<(u64, Vec<u8>)> {
+        let answer = self.get("/v1/messages").await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.headers["content-type"], wire::BATCH_CONTENT_TYPE);
+        wire::decode_batch(&answer.body)
+            .unwrap()
+            .into_iter()
+            .map(|frame| {
+                let opened =
+                    kontor_crypto::open(&frame.sealed, &self.device.key, None, &from.key.public())
+                        .unwrap();
+                (frame.seq, opened.plaintext.to_vec())
+            })
+            .collect()
+    }
+
+    async fn ack(&self, seqs: &[u64]) -> Answer {
+        self.send(
+            "POST",
+            "/v1/messages/ack",
+            "application/json",
+            serde_json::to_vec(&serde_json::json!({ "seqs": seqs })).unwrap(),
+        )
+        .await
+    }
+}
+
+async fn a_message_arrives_live_over_websocket_and_is_acknowledged<M: MakeStore>(m: &M) {
+    let org = Org::new(m, RelayConfig::default()).await;
+    let anna = org.enroll("anna@example.org").await;
+    let ben = org.enroll("ben@example.org").await;
+    let running = start(&org).await;
+    let (anna_phone, ben_phone) = (
+        Phone::new(&org, &running, &anna),
+        Phone::new(&org, &running, &ben),
+    );
+
+    let tls = connect(running.addr, ben_phone.config.clone())
+        .await
+        .unwrap();
+    let (mut ws, response) = tokio_tungstenite::client_async("wss://localhost/v1/ws", tls)
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 101);
+    let posted = anna_phone
+        .post_envelope(envelope(
+            &anna,
+            &[&ben],
+            1,
+            None,
+            &[],
+            b"Live: Treffen um 10",
+        ))
+        .await;
+    assert_eq!(posted.status, 201, "{:?}", posted.json());
+    let frame = loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("delivered in time")
+        {
+            Some(Ok(Message::Binary(bytes))) => break wire::decode_frame(&bytes).unwrap(),
+            Some(Ok(_)) => continue,
+            other => panic!("websocket ended: {other:?}"),
+        }
+    };
+    let opened = kontor_crypto::open(&frame.sealed, &ben.key, None, &anna.key.public()).unwrap();
+    assert_eq!(&opened.plaintext[..], b"Live: Treffen um 10");
+    ws.send(Message::Text(
+        serde_json::json!({ "ack": [frame.seq] }).to_string().into(),
+    ))
+    .await
+    .unwrap();
+    // The acknowledgement is processed before the next fetch sees the queue empty.
+    let mut empty = false;
+    for _ in 0..50 {
+        if ben_phone.inbox(&anna).await.is_empty() {
+            empty = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(empty, "acknowledged message still queued");
+}
+
+async fn an_offline_device_fetches_and_acknowledges<M: MakeStore>(m: &M) {
+    let org = Org::new(m, RelayConfig::default()).await;
+    let anna = org.enroll("anna@example.org").await;
+    let ben = org.enroll("ben@example.org").await;
+    let running = start(&org).await;
+    let (anna_phone, ben_phone) = (
+        Phone::new(&org, &running, &anna),
+        Phone::new(&org, &running, &ben),
+    );
+    for (i, text) in [b"eins".as_slice(), b"zwei", b"drei"].iter().enumerate() {
+        let answer = anna_phone
+            .post_envelope(envelope(&anna, &[&ben], i as u8, None, &[], text))
+            .await;
+        assert_eq!(answer.status, 201);
+    }
+    let inbox = ben_phone.inbox(&anna).await;
+    let texts: Vec<&[u8]> = inbox.iter().map(|(_, t)| t.as_slice()).collect();
+    assert_eq!(texts, [b"eins".as_slice(), b"zwei", b"drei"], "order kept");
+    let seqs: Vec<u64> = inbox.iter().map(|(s, _)| *s).collect();
+    assert_eq!(ben_phone.ack(&seqs).await.json()["acknowledged"], 3);
+    assert!(ben_phone.inbox(&anna).await.is_empty());
+    let me = ben_phone.get("/v1/me").await;
+    assert_eq!(me.json()["user_id"], "ben@example.org");
+    let directory = anna_phone.get("/v1/users/ben@example.org/devices").await;
+    assert_eq!(
+        directory.json()["devices"][0]["identity_key"],
+        ben.key.public().to_hex()
+    );
+}
+
+async fn a_group_of_fifty_each_open_the_message<M: MakeStore>(m: &M) {
+    let org = Org::new(m, RelayConfig::default()).await;
+    let mut members = Vec::new();
+    for i in 0..50 {
+        members.push(org.enroll(&format!("user{i:02}@example.org")).await);
+    }
+    let running = start(&org).await;
+    let sender = Phone::new(&org, &running, &members[0]);
+    let gid = [0x42u8; 16];
+    let others: Vec<String> = (1..50).map(|i| format!("user{i:02}@example.org")).collect();
+    let created = sender
+        .send(
+            "POST",
+            "/v1/groups",
+            "application/json",
+            serde_json::to_vec(&serde_json::json!({
+                "id": hex::encode(gid), "name": "Alle", "members": others,
+            }))
+            .unwrap(),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.json());
+    assert_eq!(created.json()["members"].as_array().unwrap().len(), 50);
+    let recipients: Vec<&Device> = members[1..].iter().collect();
+    let answer = sender
+        .post_envelope(envelope(
+            &members[0],
+            &recipients,
+            7,
+            Some(gid),
+            &[],
+            b"an alle 50",
+        ))
+        .await;
+    assert_eq!(answer.status, 201, "{:?}", answer.json());
+    assert_eq!(answer.json()["recipients"], 49);
+    for member in &members[1..] {
+        let inbox = Phone::new(&org, &running, member).inbox(&members[0]).await;
+        assert_eq!(inbox.len(), 1);
+        assert_eq!(inbox[0].1, b"an alle 50");
+    }
+}
+
+async fn an_attachment_reaches_only_the_recipient<M: MakeStore>(m: &M) {
+    let org = Org::new(m, RelayConfig::default()).await;
+    let anna = org.enroll("anna@example.org").await;
+    let ben = org.enroll("ben@example.org").await;
+    let carl = org.enroll("carl@example.org").await;
+    let running = start(&org).await;
+    let (a, b, c) = (
+        Phone::new(&org, &running, &anna),
+        Phone::new(&org, &running, &ben),
+        Phone::new(&org, &running, &carl),
+    );
+    let blob_id = [0x0b; 16];
+    let (key, blob) = kontor_crypto::encrypt_blob(
+        &mut kontor_crypto::os_rng(),
+        kontor_crypto::BlobId(blob_id),
+        kontor_crypto::DeviceId(*anna.ctx.device_id.as_bytes()),
+        &vec![0x5a; 200_000],
+    );
+    let path = format!("/v1/blobs/{}", hex::encode(blob_id));
+    assert_eq!(
+        a.send("PUT", &path, "application/octet-stream", blob.clone())
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        a.send("PUT", &path, "application/octet-stream", blob.clone())
+            .await
+            .status,
+        409
+    );
+    assert_eq!(b.get(&path).await.status, 404);
+    assert_eq!(
+        a.post_envelope(envelope(
+            &anna,
+            &[&ben],
+            1,
+            None,
+            &[blob_id],
+            b"Datei anbei"
+        ))
+        .await
+        .status,
+        201
+    );
+    let downloaded = b.get(&path).await;
+    assert_eq!(downloaded.status, 200);
+    let file = kontor_crypto::decrypt_blob(
+        &key,
+        kontor_crypto::BlobId(blob_id),
+        kontor_crypto::DeviceId(*anna.ctx.device_id.as_bytes()),
+        &downloaded.body,
+    )
+    .unwrap();
+    assert_eq!(file.len(), 200_000);
+    assert_eq!(c.get(&path).await.status, 404);
+}
+
+async fn revoked_and_foreign_devices_are_refused_at_the_handshake<M: MakeStore>(m: &M) {
+    let org = Org::new(m, RelayConfig::default()).await;
+    let ben = org.enroll("ben@example.org").await;
+    let running = start(&org).await;
+    let phone = Phone::new(&org, &running, &ben);
+    assert_eq!(phone.get("/v1/me").await.status, 200);
+    org.service
+        .revoke_device(&ben.ctx.device_id, "lost", time::OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    let refused = call(
+        running.addr,
+        phone.config.clone(),
+        "GET",
+        "/v1/me",
+        None,
+        Vec::new(),
+    )
+    .await;
+    assert!(refused.is_err(), "a revoked device got an answer");
+
+    // A device of another organisation: its CA is not ours.
+    let other = Org::new(m, RelayConfig::default()).await;
+    let eve = other.enroll("eve@other.example").await;
+    let foreign = client(&org.root_der, &eve);
+    let refused = call(running.addr, foreign, "GET", "/v1/me", None, Vec::new()).await;
+    assert!(refused.is_err(), "a foreign device got an answer");
+}
+
+async fn bad_input_gets_a_clear_error_and_changes_nothing<M: MakeStore>(m: &M) {
+    let config = RelayConfig {
+        body_bytes_max: 4096,
+        messages_per_s: 1,
+        message_burst: 12,
+        ..RelayConfig::default()
+    };
+    let org = Org::new(m, config).await;
+    let anna = org.enroll("anna@example.org").await;
+    let ben = org.enroll("ben@example.org").await;
+    let carl = org.enroll("carl@example.org").await;
+    let running = start(&org).await;
+    let (a, b, c) = (
+        Phone::new(&org, &running, &anna),
+        Phone::new(&org, &running, &ben),
+        Phone::new(&org, &running, &carl),
+    );
+    let check = |answer: &Answer, status: u16, code: &str| {
+        assert_eq!(
+            (answer.status, answer.code().as_str()),
+            (status, code),
+            "{:?}",
+            answer.json()
+        );
+        assert!(
+            answer.headers["strict-transport-security"]
+                .to_str()
+                .unwrap()
+                .starts_with("max-age=63072000")
+        );
+    };
+    check(
+        &a.post_envelope(b"KENV\x01garbage".to_vec()).await,
+        400,
+        "bad_envelope",
+    );
+    let good = envelope(&anna, &[&ben], 1, None, &[], b"hallo");
+    check(
+        &a.send("POST", "/v1/messages", "application/json", good.clone())
+            .await,
+        415,
+        "content_type",
+    );
+    check(
+        &a.post_envelope(envelope(&anna, &[&ben], 2, None, &[], &[0u8; 5000]))
+            .await,
+        413,
+        "too_large",
+    );
+    let mut stranger = org.enroll("dora@example.org").await;
+    org.service
+        .revoke_device(
+            &stranger.ctx.device_id,
+            "test",
+            time::OffsetDateTime::now_utc(),
+        )
+        .await
+        .unwrap();
+    stranger.chain_pem.clear();
+    check(
+        &a.post_envelope(envelope(&anna, &[&stranger], 3, None, &[], b"x"))
+            .await,
+        422,
+        "unknown_recipient",
+    );
+    check(
+        &c.post_envelope(envelope(&anna, &[&ben], 4, None, &[], b"x"))
+            .await,
+        403,
+        "sender_mismatch",
+    );
+    check(
+        &a.send(
+            "POST",
+            "/v1/messages/ack",
+            "application/json",
+            b"{\"seqs\": \"all\"}".to_vec(),
+        )
+        .await,
+        400,
+        "bad_request",
+    );
+    check(&a.get("/v1/groups/zz").await, 400, "bad_request");
+    assert!(
+        b.inbox(&anna).await.is_empty(),
+        "a refused message was stored"
+    );
+
+    // A retry is accepted once and delivered once; a replayed id with
+    // another body is refused.
+    assert_eq!(a.post_envelope(good.clone()).await.status, 201);
+    let retry = a.post_envelope(good).await;
+    assert_eq!(
+        (retry.status, retry.json()["new"].clone()),
+        (200, serde_json::Value::Bool(false))
+    );
+    check(
+        &a.post_envelope(envelope(&anna, &[&ben], 1, None, &[], b"anders"))
+            .await,
+        409,
+        "replay",
+    );
+    assert_eq!(b.inbox(&anna).await.len(), 1);
+
+    // Flooding: the burst runs out, then 429 with Retry-After (bounded loop).
+    let mut limited = None;
+    for i in 10..40u8 {
+        let answer = a
+            .post_envelope(envelope(&anna, &[&carl], i, None, &[], b"flood"))
+            .await;
+        if answer.status == 429 {
+            limited = Some(answer);
+            break;
+        }
+    }
+    let limited = limited.expect("flooding was never limited");
+    check(&limited, 429, "rate_limited");
+    assert!(limited.headers.contains_key("retry-after"));
+
+    let spec = a.get("/v1/openapi.json").await;
+    assert_eq!(spec.status, 200);
+    assert_eq!(spec.json()["openapi"], "3.1.0");
+}
