@@ -16,10 +16,12 @@
 //! - [`service`]: the core of every device request, behind HTTP and TLS.
 //! - [`http`]: `router(relay)` and `serve_tls`, the device API and its
 //!   WebSocket.
+//! - [`client`]: a device's TLS client for the relay and enrollment APIs.
 //! - [`bus`]: hints between nodes (in-process, or NATS).
 //! - [`error`]: the one [`Error`], which is also the HTTP error answer.
 
 pub mod bus;
+pub mod client;
 pub mod error;
 pub mod http;
 pub mod service;

@@ -3,23 +3,18 @@
 //! and bad input, on SQLite and (where configured) PostgreSQL.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
+use kontor_relay::client::{Answer, DeviceClient};
 use kontor_relay::http::{router, serve_tls};
 use kontor_relay::service::RelayConfig;
 use kontor_relay::store::RelayStore;
 use kontor_relay::tls::{self, TlsMaterial};
 use kontor_relay::wire;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{
-    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName,
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, PrivatePkcs8KeyDer,
 };
-use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::service::{Device, MakeStore, Org, Postgres, Sqlite, envelope, postgres_url};
@@ -95,124 +90,41 @@ async fn start<S: RelayStore>(org: &Org<S>) -> Running {
 }
 
 /// A device's TLS client: trusts `root`, presents the device certificate.
-fn client(root: &[u8], device: &Device) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from(root.to_vec())).unwrap();
-    let chain: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_slice_iter(device.chain_pem.as_bytes())
-            .collect::<Result<_, _>>()
-            .unwrap();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(device.tls_key.clone()));
-    Arc::new(
-        rustls::ClientConfig::builder_with_provider(tls::provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_client_auth_cert(chain, key)
-            .unwrap(),
+fn client(addr: SocketAddr, root: &[u8], device: &Device) -> DeviceClient {
+    DeviceClient::new(
+        &addr.to_string(),
+        "localhost",
+        root,
+        &device.chain_pem,
+        &device.tls_key,
     )
-}
-
-async fn connect(
-    addr: SocketAddr,
-    config: Arc<rustls::ClientConfig>,
-) -> std::io::Result<TlsStream<TcpStream>> {
-    let tcp = TcpStream::connect(addr).await?;
-    tokio_rustls::TlsConnector::from(config)
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-}
-
-struct Answer {
-    status: u16,
-    headers: hyper::HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
-    }
-    fn code(&self) -> String {
-        self.json()["error"]["code"]
-            .as_str()
-            .unwrap_or("")
-            .to_owned()
-    }
-}
-
-async fn call(
-    addr: SocketAddr,
-    config: Arc<rustls::ClientConfig>,
-    method: &str,
-    path: &str,
-    content_type: Option<&str>,
-    body: Vec<u8>,
-) -> Result<Answer, String> {
-    let tls = connect(addr, config).await.map_err(|e| e.to_string())?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-            .await
-            .map_err(|e| e.to_string())?;
-    tokio::spawn(connection);
-    let mut request = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "localhost");
-    if let Some(ct) = content_type {
-        request = request.header("content-type", ct);
-    }
-    let response = sender
-        .send_request(request.body(Full::new(Bytes::from(body))).unwrap())
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes()
-        .to_vec();
-    Ok(Answer {
-        status,
-        headers,
-        body,
-    })
+    .unwrap()
 }
 
 /// A device's view of the API.
 struct Phone<'a> {
-    addr: SocketAddr,
-    config: Arc<rustls::ClientConfig>,
+    client: DeviceClient,
     device: &'a Device,
 }
 
 impl<'a> Phone<'a> {
     fn new<S: RelayStore>(org: &Org<S>, running: &Running, device: &'a Device) -> Self {
         Self {
-            addr: running.addr,
-            config: client(&org.root_der, device),
+            client: client(running.addr, &org.root_der, device),
             device,
         }
     }
 
     async fn get(&self, path: &str) -> Answer {
-        call(
-            self.addr,
-            self.config.clone(),
-            "GET",
-            path,
-            None,
-            Vec::new(),
-        )
-        .await
-        .unwrap()
+        self.client
+            .request("GET", path, None, Vec::new())
+            .await
+            .unwrap()
     }
 
     async fn send(&self, method: &str, path: &str, ct: &str, body: Vec<u8>) -> Answer {
-        call(self.addr, self.config.clone(), method, path, Some(ct), body)
+        self.client
+            .request(method, path, Some(ct), body)
             .await
             .unwrap()
     }
@@ -260,9 +172,7 @@ async fn a_message_arrives_live_over_websocket_and_is_acknowledged<M: MakeStore>
         Phone::new(&org, &running, &ben),
     );
 
-    let tls = connect(running.addr, ben_phone.config.clone())
-        .await
-        .unwrap();
+    let tls = ben_phone.client.connect().await.unwrap();
     let (mut ws, response) = tokio_tungstenite::client_async("wss://localhost/v1/ws", tls)
         .await
         .unwrap();
@@ -448,22 +358,17 @@ async fn revoked_and_foreign_devices_are_refused_at_the_handshake<M: MakeStore>(
         .revoke_device(&ben.ctx.device_id, "lost", time::OffsetDateTime::now_utc())
         .await
         .unwrap();
-    let refused = call(
-        running.addr,
-        phone.config.clone(),
-        "GET",
-        "/v1/me",
-        None,
-        Vec::new(),
-    )
-    .await;
+    let refused = phone
+        .client
+        .request("GET", "/v1/me", None, Vec::new())
+        .await;
     assert!(refused.is_err(), "a revoked device got an answer");
 
     // A device of another organisation: its CA is not ours.
     let other = Org::new(m, RelayConfig::default()).await;
     let eve = other.enroll("eve@other.example").await;
-    let foreign = client(&org.root_der, &eve);
-    let refused = call(running.addr, foreign, "GET", "/v1/me", None, Vec::new()).await;
+    let foreign = client(running.addr, &org.root_der, &eve);
+    let refused = foreign.request("GET", "/v1/me", None, Vec::new()).await;
     assert!(refused.is_err(), "a foreign device got an answer");
 }
 
