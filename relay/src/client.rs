@@ -128,9 +128,24 @@ impl DeviceClient {
         content_type: Option<&str>,
         body: Vec<u8>,
     ) -> std::io::Result<Answer> {
+        let headers: Vec<(&str, &str)> = content_type
+            .map(|ct| ("content-type", ct))
+            .into_iter()
+            .collect();
+        self.request_with(method, path, &headers, body).await
+    }
+
+    /// One request with extra headers (an admin's `authorization`, say).
+    pub async fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> std::io::Result<Answer> {
         tokio::time::timeout(
             REQUEST_TIMEOUT,
-            self.request_inner(method, path, content_type, body),
+            self.request_inner(method, path, headers, body),
         )
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "request timed out"))?
@@ -140,7 +155,7 @@ impl DeviceClient {
         &self,
         method: &str,
         path: &str,
-        content_type: Option<&str>,
+        headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> std::io::Result<Answer> {
         let io_err = |e: hyper::Error| std::io::Error::other(e.to_string());
@@ -159,8 +174,8 @@ impl DeviceClient {
             .method(method)
             .uri(path)
             .header("host", host);
-        if let Some(ct) = content_type {
-            request = request.header("content-type", ct);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         let request = request
             .body(Full::new(Bytes::from(body)))

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `kontor` binary: real processes, as a user runs them.
 
 mod crypto_cli;
+mod relay_crash;
 mod serve;
 
 use std::path::PathBuf;

@@ -7,10 +7,10 @@ use std::process::{Child, Command, Stdio};
 
 use crate::root;
 
-struct Server {
-    child: Child,
-    device_port: u16,
-    enroll_port: u16,
+pub struct Server {
+    pub child: Child,
+    pub device_port: u16,
+    pub enroll_port: u16,
 }
 
 impl Drop for Server {
@@ -20,7 +20,7 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -28,10 +28,14 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start(data: &std::path::Path) -> Server {
-    let (device_port, enroll_port) = (free_port(), free_port());
+pub fn start(data: &std::path::Path) -> Server {
+    start_on(data, free_port(), free_port())
+}
+
+/// Starts `kontor serve` on given ports, with the admin key `test-admin`.
+pub fn start_on(data: &std::path::Path, device_port: u16, enroll_port: u16) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_kontor"))
-        .args(["serve", "--data-dir"])
+        .args(["serve", "--admin-key", "test-admin", "--data-dir"])
         .arg(data)
         .args(["--device-listen", &format!("127.0.0.1:{device_port}")])
         .args(["--enroll-listen", &format!("127.0.0.1:{enroll_port}")])
