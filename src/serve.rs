@@ -56,6 +56,30 @@ pub struct ServeArgs {
     /// NATS URL for the scale-out mode (instead of the in-process bus).
     #[arg(long, requires = "postgres")]
     pub nats: Option<String>,
+    /// APNs signing key (PKCS#8 PEM from Apple) for push hints to iOS.
+    #[arg(long, requires_all = ["apns_team_id", "apns_key_id", "apns_topic"])]
+    pub apns_key_file: Option<PathBuf>,
+    /// Apple developer team id.
+    #[arg(long)]
+    pub apns_team_id: Option<String>,
+    /// Id of the APNs signing key.
+    #[arg(long)]
+    pub apns_key_id: Option<String>,
+    /// The app's bundle id.
+    #[arg(long)]
+    pub apns_topic: Option<String>,
+    /// APNs base URL.
+    #[arg(long, default_value = "https://api.push.apple.com")]
+    pub apns_url: String,
+    /// Firebase project id, for push hints to Android.
+    #[arg(long, requires = "fcm_token_file")]
+    pub fcm_project: Option<String>,
+    /// File with an OAuth access token for FCM.
+    #[arg(long, requires = "fcm_project")]
+    pub fcm_token_file: Option<PathBuf>,
+    /// FCM base URL.
+    #[arg(long, default_value = "https://fcm.googleapis.com")]
+    pub fcm_url: String,
     /// Most simultaneous device connections.
     #[arg(long, default_value_t = 10_000)]
     pub connections_max: usize,
@@ -189,6 +213,56 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
 }
 
+fn pusher(args: &ServeArgs) -> anyhow::Result<Option<kontor_relay::push::Pusher>> {
+    use kontor_relay::push::{ApnsConfig, FcmConfig, PushConfig, Pusher};
+    use rustls_pki_types::pem::PemObject;
+    let apns = match (
+        &args.apns_key_file,
+        &args.apns_team_id,
+        &args.apns_key_id,
+        &args.apns_topic,
+    ) {
+        (Some(file), Some(team_id), Some(key_id), Some(topic)) => {
+            let key = PrivateKeyDer::from_pem_file(file)
+                .with_context(|| format!("cannot read the APNs key {}", file.display()))?;
+            Some(ApnsConfig {
+                base_url: args.apns_url.clone(),
+                team_id: team_id.clone(),
+                key_id: key_id.clone(),
+                key_pkcs8_der: zeroize::Zeroizing::new(key.secret_der().to_vec()),
+                topic: topic.clone(),
+            })
+        }
+        _ => None,
+    };
+    let fcm = match (&args.fcm_project, &args.fcm_token_file) {
+        (Some(project_id), Some(file)) => Some(FcmConfig {
+            base_url: args.fcm_url.clone(),
+            project_id: project_id.clone(),
+            access_token: zeroize::Zeroizing::new(
+                std::fs::read_to_string(file)
+                    .with_context(|| format!("cannot read the FCM token {}", file.display()))?
+                    .trim()
+                    .to_owned(),
+            ),
+        }),
+        _ => None,
+    };
+    if apns.is_none() && fcm.is_none() {
+        return Ok(None);
+    }
+    let config = PushConfig {
+        apns,
+        fcm,
+        coalesce: Duration::from_secs(30),
+        roots: Vec::new(),
+        danger_plaintext_http2: false,
+    };
+    Ok(Some(
+        Pusher::new(config).context("cannot set up push hints")?,
+    ))
+}
+
 async fn run_listeners<P, S, B>(
     args: &ServeArgs,
     service: Service<P>,
@@ -221,13 +295,17 @@ where
         deny.clone(),
     )?;
     let enroll_tls = tls::server_config_without_client_auth(chain, key())?;
-    let relay = Arc::new(Relay::new(
+    let mut relay = Relay::new(
         relay_store,
         service.store().clone(),
         deny,
         bus,
         RelayConfig::default(),
-    ));
+    );
+    if let Some(pusher) = pusher(args)? {
+        relay = relay.with_pusher(Arc::new(pusher));
+    }
+    let relay = Arc::new(relay);
     let service = Arc::new(service);
     let enroll_app =
         kontor_relay::http::with_hsts(kontor_provisioning::http::router(AppState::new(

@@ -45,6 +45,9 @@ pub trait Bus: Clone + Send + Sync + 'static {
     fn publish(&self, hint: Hint) -> impl Future<Output = Result<()>> + Send;
     /// Hints for one device, until the subscription is dropped.
     fn subscribe(&self, device: DeviceId) -> impl Future<Output = Result<Subscription>> + Send;
+    /// Whether `device` holds a live subscription on this node (then it
+    /// needs no push hint).
+    fn subscribed_here(&self, device: DeviceId) -> bool;
 }
 
 /// How many hints may wait for one slow subscriber before it misses some.
@@ -127,6 +130,13 @@ impl LocalBus {
         })
     }
 
+    fn has_subscriber(&self, device: DeviceId) -> bool {
+        self.channels
+            .lock()
+            .map(|c| c.get(&device).is_some_and(|s| s.receiver_count() > 0))
+            .unwrap_or(false)
+    }
+
     /// Devices with at least one live subscription on this node.
     pub fn subscribed_devices(&self) -> usize {
         self.channels
@@ -143,6 +153,10 @@ impl Bus for LocalBus {
 
     async fn subscribe(&self, device: DeviceId) -> Result<Subscription> {
         self.attach(device)
+    }
+
+    fn subscribed_here(&self, device: DeviceId) -> bool {
+        self.has_subscriber(device)
     }
 }
 
@@ -225,5 +239,9 @@ impl Bus for NatsBus {
 
     async fn subscribe(&self, device: DeviceId) -> Result<Subscription> {
         self.local.attach(device)
+    }
+
+    fn subscribed_here(&self, device: DeviceId) -> bool {
+        self.local.has_subscriber(device)
     }
 }

@@ -70,6 +70,9 @@ pub enum Error {
     /// The message bus failed (a hint may be late; nothing is lost).
     #[error("bus error: {0}")]
     Bus(String),
+    /// A push service refused or could not be reached (logged; never fatal).
+    #[error("push: {0}")]
+    Push(String),
     /// A configuration or start-up problem.
     #[error("configuration: {0}")]
     Config(String),
@@ -99,7 +102,9 @@ impl Error {
             Error::QueueFull(_) => "queue_full",
             Error::RateLimited { .. } => "rate_limited",
             Error::DeviceRefused(_) => "device_refused",
-            Error::Store(_) | Error::Bus(_) | Error::Config(_) | Error::Tls(_) => "internal",
+            Error::Store(_) | Error::Bus(_) | Error::Push(_) | Error::Config(_) | Error::Tls(_) => {
+                "internal"
+            }
         }
     }
 
@@ -121,7 +126,7 @@ impl Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::QueueFull(_) => StatusCode::INSUFFICIENT_STORAGE,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Error::Store(_) | Error::Bus(_) | Error::Config(_) | Error::Tls(_) => {
+            Error::Store(_) | Error::Bus(_) | Error::Push(_) | Error::Config(_) | Error::Tls(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         }

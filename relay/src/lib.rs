@@ -17,6 +17,7 @@
 //! - [`http`]: `router(relay)` and `serve_tls`, the device API and its
 //!   WebSocket.
 //! - [`client`]: a device's TLS client for the relay and enrollment APIs.
+//! - [`push`]: content-free push hints through APNs and FCM.
 //! - [`bus`]: hints between nodes (in-process, or NATS).
 //! - [`error`]: the one [`Error`], which is also the HTTP error answer.
 
@@ -24,6 +25,7 @@ pub mod bus;
 pub mod client;
 pub mod error;
 pub mod http;
+pub mod push;
 pub mod service;
 pub mod store;
 pub mod tls;

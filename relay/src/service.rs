@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::bus::{Bus, Hint, HintKind};
 use crate::error::{Error, Result};
+use crate::push::SharedPusher;
 use crate::store::{
     BlobRecord, CommandRecord, Group, GroupMember, GroupRole, NewMessage, PushTarget,
     QueuedMessage, RelayStore, Stored,
@@ -132,6 +133,7 @@ pub struct Relay<S, P, B> {
     policy: Arc<dyn ReachPolicy>,
     config: RelayConfig,
     buckets: Mutex<HashMap<DeviceId, Bucket>>,
+    pusher: Option<SharedPusher>,
 }
 
 struct Bucket {
@@ -167,7 +169,14 @@ where
             policy: Arc::new(AllowAll),
             config,
             buckets: Mutex::new(HashMap::new()),
+            pusher: None,
         }
+    }
+
+    /// Sends push hints to recipients that are not connected here.
+    pub fn with_pusher(mut self, pusher: SharedPusher) -> Self {
+        self.pusher = Some(pusher);
+        self
     }
 
     /// Replaces the reach policy (departments, barriers).
@@ -458,6 +467,27 @@ where
     async fn hint(&self, device: DeviceId, kind: HintKind) {
         if let Err(e) = self.bus.publish(Hint { device, kind }).await {
             tracing::warn!(%device, error = %e, "hint not published; the device finds the message on its next fetch");
+        }
+        let Some(pusher) = &self.pusher else { return };
+        if self.bus.subscribed_here(device) {
+            return;
+        }
+        let target = match self.store.device_state(device).await {
+            Ok(Some(state)) => state.push,
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(%device, error = %e, "push target not read");
+                None
+            }
+        };
+        if let Some(target) = target {
+            let pusher = pusher.clone();
+            // The push service's answer must not delay the sender's 2xx.
+            tokio::spawn(async move {
+                if let Err(e) = pusher.hint(device, &target).await {
+                    tracing::warn!(%device, error = %e, "push hint failed");
+                }
+            });
         }
     }
 
