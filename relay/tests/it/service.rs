@@ -16,7 +16,7 @@ use kontor_relay::bus::LocalBus;
 use kontor_relay::service::{DeviceContext, Relay, RelayConfig};
 use kontor_relay::store::postgres::PostgresStore;
 use kontor_relay::store::sqlite::SqliteStore;
-use kontor_relay::store::{GroupMember, GroupRole, RelayStore};
+use kontor_relay::store::{GroupMember, GroupRole, MessageStore, RelayStore};
 use kontor_relay::wire::{self, PostedEnvelope};
 
 /// Makes a fresh, empty relay store of one kind.
@@ -87,6 +87,7 @@ on_both_stores!(
     attachments_reach_only_the_recipients_of_a_message_naming_them,
     limits_refuse_floods_and_full_queues,
     a_wipe_drops_the_queue_and_the_receipt_marks_the_device_wiped,
+    undelivered_messages_and_attachments_expire,
 );
 
 pub struct Org<S: RelayStore> {
@@ -692,4 +693,42 @@ async fn a_wipe_drops_the_queue_and_the_receipt_marks_the_device_wiped<M: MakeSt
             .await,
         Err(Error::BadRequest(_))
     ));
+}
+
+async fn undelivered_messages_and_attachments_expire<M: MakeStore>(m: &M) {
+    let org = Org::new(
+        m,
+        RelayConfig {
+            message_ttl: std::time::Duration::ZERO,
+            blob_ttl: std::time::Duration::ZERO,
+            ..RelayConfig::default()
+        },
+    )
+    .await;
+    let anna = org.enroll("anna@example.org").await;
+    let ben = org.enroll("ben@example.org").await;
+    org.relay
+        .put_blob(&anna.ctx, [8; 16], vec![1])
+        .await
+        .unwrap();
+    org.relay
+        .post_message(&anna.ctx, &envelope(&anna, &[&ben], 1, None, &[], b"x"))
+        .await
+        .unwrap();
+    // Expired copies are never handed out, then deleted.
+    assert!(org.relay.fetch(&ben.ctx, &[], 10).await.unwrap().is_empty());
+    assert_eq!(
+        org.relay.blob(&anna.ctx, [8; 16]).await.unwrap_err(),
+        Error::NotFound("attachment")
+    );
+    assert_eq!(org.relay.expire().await.unwrap(), (1, 1));
+    assert_eq!(
+        org.relay
+            .store()
+            .queue_len(ben.ctx.device_id)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(org.relay.expire().await.unwrap(), (0, 0));
 }

@@ -52,6 +52,11 @@ struct Running {
 }
 
 async fn start<S: RelayStore>(org: &Org<S>) -> Running {
+    start_node(org, router(org.relay.clone())).await
+}
+
+/// Serves `app` (one relay node) with the organisation's TLS material.
+async fn start_node<S: RelayStore>(org: &Org<S>, app: axum::Router) -> Running {
     let crls = org
         .service
         .crls(time::OffsetDateTime::now_utc())
@@ -77,15 +82,9 @@ async fn start<S: RelayStore>(org: &Org<S>) -> Running {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve_tls(
-        listener,
-        config,
-        router(org.relay.clone()),
-        1000,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    tokio::spawn(serve_tls(listener, config, app, 1000, async move {
+        let _ = stopped.await;
+    }));
     Running { addr, _stop: stop }
 }
 
@@ -494,4 +493,69 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing<M: MakeStore>(m: &M) {
     let spec = a.get("/v1/openapi.json").await;
     assert_eq!(spec.status, 200);
     assert_eq!(spec.json()["openapi"], "3.1.0");
+}
+
+#[tokio::test]
+async fn two_nodes_deliver_live_from_a_sender_on_one_to_a_device_connected_to_the_other() {
+    let Some(pg) = postgres_url() else { return };
+    let Some(nats) = std::env::var("KONTOR_TEST_NATS_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        println!("skipped: KONTOR_TEST_NATS_URL not set");
+        return;
+    };
+    let ns = format!("test-{}", hex::encode(rand::random::<[u8; 6]>()));
+    let org = Org::new(&Postgres(pg.clone()), RelayConfig::default()).await;
+    let anna = org.enroll("anna@example.org").await;
+    let ben = org.enroll("ben@example.org").await;
+    let node_a = org
+        .relay_with_bus(
+            kontor_relay::bus::NatsBus::connect(&nats, &ns)
+                .await
+                .unwrap(),
+        )
+        .await;
+    let store_b =
+        kontor_relay::store::postgres::PostgresStore::connect(&pg, org.relay.store().schema())
+            .await
+            .unwrap();
+    let node_b = kontor_relay::service::Relay::new(
+        store_b,
+        org.service.store().clone(),
+        org.service.deny_list(),
+        kontor_relay::bus::NatsBus::connect(&nats, &ns)
+            .await
+            .unwrap(),
+        RelayConfig::default(),
+    );
+    let a = start_node(&org, router(std::sync::Arc::new(node_a))).await;
+    let b = start_node(&org, router(std::sync::Arc::new(node_b))).await;
+    let anna_on_a = Phone::new(&org, &a, &anna);
+    let ben_on_b = Phone::new(&org, &b, &ben);
+    let tls = ben_on_b.client.connect().await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async("wss://localhost/v1/ws", tls)
+        .await
+        .unwrap();
+    // Let node B's NATS subscription settle before the message is posted.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    let posted = anna_on_a
+        .post_envelope(envelope(&anna, &[&ben], 1, None, &[], b"von Knoten A"))
+        .await;
+    assert_eq!(posted.status, 201);
+    let frame = loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("delivered live")
+        {
+            Some(Ok(Message::Binary(bytes))) => break wire::decode_frame(&bytes).unwrap(),
+            Some(Ok(_)) => continue,
+            other => panic!("websocket ended: {other:?}"),
+        }
+    };
+    // Live: through the bus hint, well before the 20 s re-read.
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let opened = kontor_crypto::open(&frame.sealed, &ben.key, None, &anna.key.public()).unwrap();
+    assert_eq!(&opened.plaintext[..], b"von Knoten A");
 }
