@@ -56,6 +56,11 @@ pub struct ServeArgs {
     /// NATS URL for the scale-out mode (instead of the in-process bus).
     #[arg(long, requires = "postgres")]
     pub nats: Option<String>,
+    /// Scale-out mode: the deployment's name, which prefixes its PostgreSQL
+    /// schemas (`<name>_provisioning`, `<name>_relay`) and its NATS
+    /// subjects, so several deployments can share one server.
+    #[arg(long, default_value = "kontor", value_parser = deployment_name)]
+    pub deployment: String,
     /// APNs signing key (PKCS#8 PEM from Apple) for push hints to iOS.
     #[arg(long, requires_all = ["apns_team_id", "apns_key_id", "apns_topic"])]
     pub apns_key_file: Option<PathBuf>,
@@ -93,6 +98,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
         .context("cannot start the async runtime")?;
     runtime.block_on(serve(args))?;
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn deployment_name(text: &str) -> Result<String, String> {
+    let ok = !text.is_empty()
+        && text.len() <= 40
+        && text.starts_with(|c: char| c.is_ascii_lowercase())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(text.to_owned())
+    } else {
+        Err("use 1 to 40 lowercase letters, digits or _, starting with a letter".into())
+    }
 }
 
 fn kek(args: &ServeArgs) -> anyhow::Result<Kek> {
@@ -181,13 +200,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     match (&args.postgres, &args.nats) {
         (Some(pg), Some(nats)) => {
-            let pstore = pstore::PostgresStore::connect(pg, "kontor_provisioning")
-                .await
-                .context("cannot connect to PostgreSQL (provisioning)")?;
-            let rstore = kontor_relay::store::postgres::PostgresStore::connect(pg, "kontor_relay")
-                .await
-                .context("cannot connect to PostgreSQL (relay)")?;
-            let bus = NatsBus::connect(nats, "kontor")
+            let pstore =
+                pstore::PostgresStore::connect(pg, &format!("{}_provisioning", args.deployment))
+                    .await
+                    .context("cannot connect to PostgreSQL (provisioning)")?;
+            let rstore = kontor_relay::store::postgres::PostgresStore::connect(
+                pg,
+                &format!("{}_relay", args.deployment),
+            )
+            .await
+            .context("cannot connect to PostgreSQL (relay)")?;
+            let bus = NatsBus::connect(nats, &args.deployment)
                 .await
                 .context("cannot connect to NATS")?;
             let service = Service::new(pki, pstore, service_config).await?;

@@ -83,11 +83,39 @@ async fn enroll(server: &Server, root: &[u8], user: &str) -> Enrolled {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_acknowledged_message_survives_kill_9_and_none_arrives_twice() {
+async fn every_acknowledged_message_survives_kill_9_and_none_arrives_twice_on_sqlite() {
+    kill_9_while_sending(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_message_survives_kill_9_and_none_arrives_twice_on_postgresql() {
+    let pg = std::env::var("KONTOR_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    let nats = std::env::var("KONTOR_TEST_NATS_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    let (Some(pg), Some(nats)) = (pg, nats) else {
+        println!("skipped: KONTOR_TEST_POSTGRES_URL or KONTOR_TEST_NATS_URL not set");
+        return;
+    };
+    let deployment = format!("e2e_{}", hex::encode(rand::random::<[u8; 6]>()));
+    kill_9_while_sending(&[
+        "--postgres".into(),
+        pg,
+        "--nats".into(),
+        nats,
+        "--deployment".into(),
+        deployment,
+    ])
+    .await;
+}
+
+async fn kill_9_while_sending(extra: &[String]) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let (device_port, enroll_port) = (crate::serve::free_port(), crate::serve::free_port());
-    let mut server = start_on(&data, device_port, enroll_port);
+    let mut server = start_on(&data, device_port, enroll_port, extra);
     let root = root_der(&data);
     let anna = Arc::new(enroll(&server, &root, "anna@example.org").await);
     let ben = enroll(&server, &root, "ben@example.org").await;
@@ -161,7 +189,7 @@ async fn every_acknowledged_message_survives_kill_9_and_none_arrives_twice() {
     );
     drop(server);
 
-    let _again = start_on(&data, device_port, enroll_port);
+    let _again = start_on(&data, device_port, enroll_port, extra);
     let mut seen: BTreeMap<u32, usize> = BTreeMap::new();
     for _ in 0..20 {
         let batch = ben

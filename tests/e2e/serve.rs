@@ -29,16 +29,23 @@ pub fn free_port() -> u16 {
 }
 
 pub fn start(data: &std::path::Path) -> Server {
-    start_on(data, free_port(), free_port())
+    start_on(data, free_port(), free_port(), &[])
 }
 
-/// Starts `kontor serve` on given ports, with the admin key `test-admin`.
-pub fn start_on(data: &std::path::Path, device_port: u16, enroll_port: u16) -> Server {
+/// Starts `kontor serve` on given ports, with the admin key `test-admin`
+/// and `extra` arguments.
+pub fn start_on(
+    data: &std::path::Path,
+    device_port: u16,
+    enroll_port: u16,
+    extra: &[String],
+) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_kontor"))
         .args(["serve", "--admin-key", "test-admin", "--data-dir"])
         .arg(data)
         .args(["--device-listen", &format!("127.0.0.1:{device_port}")])
         .args(["--enroll-listen", &format!("127.0.0.1:{enroll_port}")])
+        .args(extra)
         .current_dir(root())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
