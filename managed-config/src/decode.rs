@@ -186,13 +186,15 @@ fn setting(key: &'static str, kind: &Kind, value: Value) -> Result<Setting, Erro
     };
     match (kind, value) {
         (Kind::Bool { .. }, Value::Bool(b)) => Ok(Setting::Bool(b)),
-        (Kind::Integer { .. }, Value::Integer(i)) => {
-            let i = i64::try_from(i).map_err(|_| Error::Invalid {
-                key,
-                rule: format!("{i} is outside the 64-bit range"),
-            })?;
-            model::check_integer(key, i)?;
-            Ok(Setting::Integer(i))
+        (Kind::Integer { min, max, .. }, Value::Integer(i)) => {
+            if i < i128::from(*min) || i > i128::from(*max) {
+                return Err(Error::Invalid {
+                    key,
+                    rule: format!("must be between {min} and {max}, got {i}"),
+                });
+            }
+            // Inside `min..=max`, so inside i64.
+            Ok(Setting::Integer(i64::try_from(i).unwrap_or(*min)))
         }
         (Kind::String { .. }, Value::String(s)) => {
             model::check_string(key, &s)?;

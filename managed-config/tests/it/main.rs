@@ -5,8 +5,13 @@
 //! schemas the outputs are checked against are read from `../shared/schemas`
 //! beside the workspace; a test whose schema is absent says so and passes.
 
+mod android_lint;
 mod appconfig_xsd;
+mod apple_schema;
+mod bad_input;
+mod decode;
 mod golden;
+mod roundtrip;
 
 use std::path::{Path, PathBuf};
 
