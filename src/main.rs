@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod config_cmd;
 mod crypto_cmd;
 mod demo;
 mod serve;
@@ -25,6 +26,9 @@ enum Command {
     /// End-to-end cryptography tools (protocol v1).
     #[command(subcommand)]
     Crypto(crypto_cmd::CryptoCommand),
+    /// Managed configuration: schemas for EMM consoles, rendering, checks.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
     /// Show, step by step, what this build of Kontor does.
     Demo(demo::DemoArgs),
     /// Run the server: enrollment and relay, on SQLite by default.
@@ -34,6 +38,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Config(cmd) => config_cmd::run(cmd),
         Command::Crypto(cmd) => crypto_cmd::run(cmd),
         Command::Demo(args) => demo::run(args),
         Command::Serve(args) => serve::run(*args),
