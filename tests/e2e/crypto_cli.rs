@@ -67,3 +67,58 @@ fn demo_runs_and_shows_each_step() {
     assert!(text.contains("wrong PIN"), "{text}");
     assert!(text.contains("Done:"), "{text}");
 }
+
+/// Runs the second implementation of protocol v1 (Python, on OpenSSL via
+/// `cryptography`) over `files`; `None` where Python or the package is missing.
+fn python_interop(files: &[&str]) -> Option<std::process::Output> {
+    let probe = std::process::Command::new("python3")
+        .args(["-c", "import cryptography"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        println!("skipped: python3 with the cryptography package not found");
+        return None;
+    }
+    Some(
+        std::process::Command::new("python3")
+            .arg("tests/interop/protocol_v1.py")
+            .args(files)
+            .current_dir(root())
+            .output()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn a_second_implementation_on_openssl_agrees_with_every_vector() {
+    let Some(out) = python_interop(&[
+        "fixtures/vectors/envelope-v1.json",
+        "fixtures/vectors/store-v1.json",
+    ]) else {
+        return;
+    };
+    let text = stdout(&out);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.lines().last().unwrap().ends_with(" passed, 0 failed"),
+        "{text}"
+    );
+    // And it can fail: one flipped digit in a sealed message.
+    let json = std::fs::read_to_string(root().join("fixtures/vectors/envelope-v1.json")).unwrap();
+    let mut vectors: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let sealed = vectors["valid"][1]["recipients"][0]["sealed"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let flipped = if sealed.ends_with('0') { "1" } else { "0" };
+    vectors["valid"][1]["recipients"][0]["sealed"] =
+        serde_json::Value::String(format!("{}{flipped}", &sealed[..sealed.len() - 1]));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tampered.json");
+    std::fs::write(&path, serde_json::to_string(&vectors).unwrap()).unwrap();
+    let out = python_interop(&[path.to_str().unwrap()]).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+}
