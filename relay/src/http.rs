@@ -541,7 +541,7 @@ struct CommandAck {
 async fn ack_command<S, P, B>(
     State(relay): State<AppState<S, P, B>>,
     peer: Option<Extension<PeerIdentity>>,
-    Path(id): Path<u64>,
+    Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response>
@@ -551,6 +551,9 @@ where
     B: Bus,
 {
     let d = device(&relay, peer).await?;
+    let id: u64 = id
+        .parse()
+        .map_err(|_| Error::BadRequest("command id must be a number".into()))?;
     let req: CommandAck = json_body(&headers, &body)?;
     relay.ack_command(&d, id, &req.receipt).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
