@@ -40,7 +40,6 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 
 /// The shared state of the handlers.
 pub type AppState<S, P, B> = Arc<Relay<S, P, B>>;
-
 /// The device API.
 pub fn router<S, P, B>(relay: AppState<S, P, B>) -> Router
 where
@@ -54,36 +53,39 @@ where
         + 64 * 1024;
     Router::new()
         .route("/v1/openapi.json", get(openapi))
-        .route("/v1/me", get(me::<S, P, B>))
-        .route("/v1/users/{user}/devices", get(user_devices::<S, P, B>))
+        .route("/v1/me", get(Api::<S, P, B>::me))
+        .route(
+            "/v1/users/{user}/devices",
+            get(Api::<S, P, B>::user_devices),
+        )
         .route(
             "/v1/messages",
-            post(post_message::<S, P, B>)
-                .get(fetch_messages::<S, P, B>)
+            post(Api::<S, P, B>::post_message)
+                .get(Api::<S, P, B>::fetch_messages)
                 .layer(DefaultBodyLimit::max(body_max)),
         )
-        .route("/v1/messages/ack", post(ack_messages::<S, P, B>))
+        .route("/v1/messages/ack", post(Api::<S, P, B>::ack_messages))
         .route(
             "/v1/groups",
-            post(create_group::<S, P, B>).get(my_groups::<S, P, B>),
+            post(Api::<S, P, B>::create_group).get(Api::<S, P, B>::my_groups),
         )
-        .route("/v1/groups/{id}", get(group::<S, P, B>))
-        .route("/v1/groups/{id}/name", put(rename_group::<S, P, B>))
-        .route("/v1/groups/{id}/members", post(put_member::<S, P, B>))
+        .route("/v1/groups/{id}", get(Api::<S, P, B>::group))
+        .route("/v1/groups/{id}/name", put(Api::<S, P, B>::rename_group))
+        .route("/v1/groups/{id}/members", post(Api::<S, P, B>::put_member))
         .route(
             "/v1/groups/{id}/members/{user}",
-            delete(remove_member::<S, P, B>),
+            delete(Api::<S, P, B>::remove_member),
         )
         .route(
             "/v1/blobs/{id}",
-            put(put_blob::<S, P, B>)
-                .get(get_blob::<S, P, B>)
+            put(Api::<S, P, B>::put_blob)
+                .get(Api::<S, P, B>::get_blob)
                 .layer(DefaultBodyLimit::max(blob_max)),
         )
-        .route("/v1/push", put(set_push::<S, P, B>))
-        .route("/v1/commands", get(commands::<S, P, B>))
-        .route("/v1/commands/{id}/ack", post(ack_command::<S, P, B>))
-        .route("/v1/ws", get(websocket::<S, P, B>))
+        .route("/v1/push", put(Api::<S, P, B>::set_push))
+        .route("/v1/commands", get(Api::<S, P, B>::commands))
+        .route("/v1/commands/{id}/ack", post(Api::<S, P, B>::ack_command))
+        .route("/v1/ws", get(Api::<S, P, B>::websocket))
         .layer(DefaultBodyLimit::max(64 * 1024))
         .layer(axum::middleware::map_response(add_hsts))
         .with_state(relay)
@@ -105,21 +107,6 @@ async fn add_hsts(mut response: Response) -> Response {
 
 async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
-}
-
-async fn device<S, P, B>(
-    relay: &Relay<S, P, B>,
-    peer: Option<Extension<PeerIdentity>>,
-) -> Result<DeviceContext>
-where
-    S: RelayStore,
-    P: CertificateStore + UserDirectory + 'static,
-    B: Bus,
-{
-    let Some(Extension(peer)) = peer else {
-        return Err(Error::DeviceRefused("no client certificate"));
-    };
-    relay.authenticate(peer.device_id, peer.serial).await
 }
 
 fn parse_id(text: &str, what: &'static str) -> Result<Id16> {
@@ -152,117 +139,15 @@ struct Me {
     identity_key: String,
 }
 
-async fn me<S, P, B>(
-    State(relay): State<AppState<S, P, B>>,
-    peer: Option<Extension<PeerIdentity>>,
-) -> Result<Json<Me>>
-where
-    S: RelayStore,
-    P: CertificateStore + UserDirectory + 'static,
-    B: Bus,
-{
-    let d = device(&relay, peer).await?;
-    Ok(Json(Me {
-        device_id: d.device_id.to_string(),
-        user_id: d.user_id,
-        identity_key: hex::encode(d.identity_key),
-    }))
-}
-
-async fn user_devices<S, P, B>(
-    State(relay): State<AppState<S, P, B>>,
-    peer: Option<Extension<PeerIdentity>>,
-    Path(user): Path<String>,
-) -> Result<Response>
-where
-    S: RelayStore,
-    P: CertificateStore + UserDirectory + 'static,
-    B: Bus,
-{
-    let d = device(&relay, peer).await?;
-    let devices = relay.devices_of_user(&d, &user).await?;
-    Ok(Json(serde_json::json!({ "user_id": user, "devices": devices })).into_response())
-}
-
-async fn post_message<S, P, B>(
-    State(relay): State<AppState<S, P, B>>,
-    peer: Option<Extension<PeerIdentity>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response>
-where
-    S: RelayStore,
-    P: CertificateStore + UserDirectory + 'static,
-    B: Bus,
-{
-    let d = device(&relay, peer).await?;
-    require_content_type(&headers, ENVELOPE_CONTENT_TYPE)?;
-    let outcome = relay.post_message(&d, &body).await?;
-    let status = if outcome.new {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(outcome)).into_response())
-}
-
 #[derive(Deserialize)]
 struct FetchQuery {
     limit: Option<usize>,
-}
-
-async fn fetch_messages<S, P, B>(
-    State(relay): State<AppState<S, P, B>>,
-    peer: Option<Extension<PeerIdentity>>,
-    Query(query): Query<FetchQuery>,
-) -> Result<Response>
-where
-    S: RelayStore,
-    P: CertificateStore + UserDirectory + 'static,
-    B: Bus,
-{
-    let d = device(&relay, peer).await?;
-    let limit = query.limit.unwrap_or(relay.config().fetch_max);
-    let messages = relay.fetch(&d, &[], limit).await?;
-    let frames: Vec<Vec<u8>> = messages
-        .iter()
-        .map(|m| {
-            wire::encode_frame(
-                m.seq,
-                u64::try_from(m.received_at_ms).unwrap_or(0),
-                &m.delivery,
-                &m.body,
-            )
-        })
-        .collect();
-    Ok((
-        [(header::CONTENT_TYPE, BATCH_CONTENT_TYPE)],
-        wire::encode_batch(&frames),
-    )
-        .into_response())
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AckBody {
     seqs: Vec<u64>,
-}
-
-async fn ack_messages<S, P, B>(
-    State(relay): State<AppState<S, P, B>>,
-    peer: Option<Extension<PeerIdentity>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response>
-where
-    S: RelayStore,
-    P: CertificateStore + UserDirectory + 'static,
-    B: Bus,
-{
-    let d = device(&relay, peer).await?;
-    let ack: AckBody = json_body(&headers, &body)?;
-    let n = relay.ack(&d, &ack.seqs).await?;
-    Ok(Json(serde_json::json!({ "acknowledged": n })).into_response())
 }
 
 #[derive(Serialize)]
@@ -307,163 +192,10 @@ struct CreateGroup {
     members: Vec<String>,
 }
 
-async fn create_group<S, P, B>(
-    State(relay): State<AppState<S, P, B>>,
-    peer: Option<Extension<PeerIdentity>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response>
-where
-    S: RelayStore,
-    P: CertificateStore + UserDirectory + 'static,
-    B: Bus,
-{
-    let d = device(&relay, peer).await?;
-    let req: CreateGroup = json_body(&headers, &body)?;
-    let id = parse_id(&req.id, "group id")?;
-    let group = relay.create_group(&d, id, &req.name, &req.members).await?;
-    Ok((StatusCode::CREATED, Json(GroupView::from(group))).into_response())
-}
-
-async fn my_groups<S, P, B>(
-    State(relay): State<AppState<S, P, B>>,
-    peer: Option<Extension<PeerIdentity>>,
-) -> Result<Response>
-where
-    S: RelayStore,
-    P: CertificateStore + UserDirectory + 'static,
-    B: Bus,
-{
-    let d = device(&relay, peer).await?;
-    let groups: Vec<GroupView> = relay
-        .my_groups(&d)
-        .await?
-        .into_iter()
-        .map(GroupView::from)
-        .collect();
-    Ok(Json(serde_json::json!({ "groups": groups })).into_response())
-}
-
-async fn group<S, P, B>(
-    State(relay): State<AppState<S, P, B>>,
-    peer: Option<Extension<PeerIdentity>>,
-    Path(id): Path<String>,
-) -> Result<Response>
-where
-    S: RelayStore,
-    P: CertificateStore + UserDirectory + 'static,
-    B: Bus,
-{
-    let d = device(&relay, peer).await?;
-    let group = relay.group(&d, parse_id(&id, "group id")?).await?;
-    Ok(Json(GroupView::from(group)).into_response())
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Rename {
     name: String,
-}
-
-async fn rename_group<S, P, B>(
-    State(relay): State<AppState<S, P, B>>,
-    peer: Option<Extension<PeerIdentity>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response>
-where
-    S: RelayStore,
-    P: CertificateStore + UserDirectory + 'static,
-    B: Bus,
-{
-    let d = device(&relay, peer).await?;
-    let req: Rename = json_body(&headers, &body)?;
-    let group = relay
-        .rename_group(&d, parse_id(&id, "group id")?, &req.name)
-        .await?;
-    Ok(Json(GroupView::from(group)).into_response())
-}
-
-async fn put_member<S, P, B>(
-    State(relay): State<AppState<S, P, B>>,
-    peer: Option<Extension<PeerIdentity>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response>
-where
-    S: RelayStore,
-    P: CertificateStore + UserDirectory + 'static,
-    B: Bus,
-{
-    let d = device(&relay, peer).await?;
-    let req: MemberView = json_body(&headers, &body)?;
-    let role = GroupRole::parse(&req.role)
-        .ok_or_else(|| Error::BadRequest("role must be admin or member".into()))?;
-    let group = relay
-        .put_member(
-            &d,
-            parse_id(&id, "group id")?,
-            GroupMember {
-                user_id: req.user_id,
-                role,
-            },
-        )
-        .await?;
-    Ok(Json(GroupView::from(group)).into_response())
-}
-
-async fn remove_member<S, P, B>(
-    State(relay): State<AppState<S, P, B>>,
-    peer: Option<Extension<PeerIdentity>>,
-    Path((id, user)): Path<(String, String)>,
-) -> Result<Response>
-where
-    S: RelayStore,
-    P: CertificateStore + UserDirectory + 'static,
-    B: Bus,
-{
-    let d = device(&relay, peer).await?;
-    relay
-        .remove_member(&d, parse_id(&id, "group id")?, &user)
-        .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-async fn put_blob<S, P, B>(
-    State(relay): State<AppState<S, P, B>>,
-    peer: Option<Extension<PeerIdentity>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response>
-where
-    S: RelayStore,
-    P: CertificateStore + UserDirectory + 'static,
-    B: Bus,
-{
-    let d = device(&relay, peer).await?;
-    require_content_type(&headers, "application/octet-stream")?;
-    relay
-        .put_blob(&d, parse_id(&id, "blob id")?, body.to_vec())
-        .await?;
-    Ok(StatusCode::CREATED.into_response())
-}
-
-async fn get_blob<S, P, B>(
-    State(relay): State<AppState<S, P, B>>,
-    peer: Option<Extension<PeerIdentity>>,
-    Path(id): Path<String>,
-) -> Result<Response>
-where
-    S: RelayStore,
-    P: CertificateStore + UserDirectory + 'static,
-    B: Bus,
-{
-    let d = device(&relay, peer).await?;
-    let bytes = relay.blob(&d, parse_id(&id, "blob id")?).await?;
-    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
 }
 
 #[derive(Deserialize)]
@@ -471,29 +203,6 @@ where
 struct PushBody {
     apns: Option<String>,
     fcm: Option<String>,
-}
-
-async fn set_push<S, P, B>(
-    State(relay): State<AppState<S, P, B>>,
-    peer: Option<Extension<PeerIdentity>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response>
-where
-    S: RelayStore,
-    P: CertificateStore + UserDirectory + 'static,
-    B: Bus,
-{
-    let d = device(&relay, peer).await?;
-    let req: PushBody = json_body(&headers, &body)?;
-    let target = match (req.apns, req.fcm) {
-        (Some(t), None) => Some(PushTarget::Apns(t)),
-        (None, Some(t)) => Some(PushTarget::Fcm(t)),
-        (None, None) => None,
-        (Some(_), Some(_)) => return Err(Error::BadRequest("give apns or fcm, not both".into())),
-    };
-    relay.set_push(&d, target).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[derive(Serialize)]
@@ -513,157 +222,16 @@ fn command_view(c: CommandRecord) -> CommandView {
     }
 }
 
-async fn commands<S, P, B>(
-    State(relay): State<AppState<S, P, B>>,
-    peer: Option<Extension<PeerIdentity>>,
-) -> Result<Response>
-where
-    S: RelayStore,
-    P: CertificateStore + UserDirectory + 'static,
-    B: Bus,
-{
-    let d = device(&relay, peer).await?;
-    let list: Vec<CommandView> = relay
-        .commands(&d)
-        .await?
-        .into_iter()
-        .map(command_view)
-        .collect();
-    Ok(Json(serde_json::json!({ "commands": list })).into_response())
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CommandAck {
     receipt: serde_json::Value,
 }
 
-async fn ack_command<S, P, B>(
-    State(relay): State<AppState<S, P, B>>,
-    peer: Option<Extension<PeerIdentity>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response>
-where
-    S: RelayStore,
-    P: CertificateStore + UserDirectory + 'static,
-    B: Bus,
-{
-    let d = device(&relay, peer).await?;
-    let id: u64 = id
-        .parse()
-        .map_err(|_| Error::BadRequest("command id must be a number".into()))?;
-    let req: CommandAck = json_body(&headers, &body)?;
-    relay.ack_command(&d, id, &req.receipt).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-async fn websocket<S, P, B>(
-    State(relay): State<AppState<S, P, B>>,
-    peer: Option<Extension<PeerIdentity>>,
-    upgrade: WebSocketUpgrade,
-) -> Result<Response>
-where
-    S: RelayStore,
-    P: CertificateStore + UserDirectory + 'static,
-    B: Bus,
-{
-    let d = device(&relay, peer).await?;
-    Ok(upgrade
-        .max_message_size(64 * 1024)
-        .on_upgrade(move |socket| async move {
-            if let Err(e) = live(relay, d, socket).await {
-                tracing::debug!(error = %e, "live connection ended");
-            }
-        }))
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ClientFrame {
     ack: Vec<u64>,
-}
-
-/// A live connection: sends what waits, then whatever a hint announces,
-/// and takes acknowledgements as `{"ack": [seq, ...]}` text frames.
-async fn live<S, P, B>(
-    relay: AppState<S, P, B>,
-    device: DeviceContext,
-    socket: WebSocket,
-) -> Result<()>
-where
-    S: RelayStore,
-    P: CertificateStore + UserDirectory + 'static,
-    B: Bus,
-{
-    let mut hints = relay.bus().subscribe(device.device_id).await?;
-    let (mut tx, mut rx) = socket.split();
-    // Sent on this connection, not yet acknowledged: never sent twice here.
-    let mut sent: HashSet<u64> = HashSet::new();
-    let mut sent_commands: HashSet<u64> = HashSet::new();
-    let mut poll = tokio::time::interval(POLL_INTERVAL);
-    let mut look_messages = true;
-    let mut look_commands = true;
-    loop {
-        if look_messages {
-            relay.still_allowed(&device).await?;
-            let skip: Vec<u64> = sent.iter().copied().collect();
-            let batch = relay
-                .fetch(&device, &skip, relay.config().fetch_max)
-                .await?;
-            for m in batch {
-                let frame = wire::encode_frame(
-                    m.seq,
-                    u64::try_from(m.received_at_ms).unwrap_or(0),
-                    &m.delivery,
-                    &m.body,
-                );
-                tx.send(Message::Binary(frame.into()))
-                    .await
-                    .map_err(|e| Error::BadRequest(e.to_string()))?;
-                sent.insert(m.seq);
-            }
-            look_messages = false;
-        }
-        if look_commands {
-            for c in relay.commands(&device).await? {
-                if sent_commands.insert(c.id) {
-                    let text = serde_json::json!({ "command": command_view(c) }).to_string();
-                    tx.send(Message::Text(text.into()))
-                        .await
-                        .map_err(|e| Error::BadRequest(e.to_string()))?;
-                }
-            }
-            look_commands = false;
-        }
-        tokio::select! {
-            hint = hints.recv() => match hint {
-                Some(h) => match h.kind {
-                    HintKind::Message => look_messages = true,
-                    HintKind::Command => look_commands = true,
-                },
-                None => return Err(Error::Bus("subscription ended".into())),
-            },
-            _ = poll.tick() => {
-                look_messages = true;
-                look_commands = true;
-            }
-            incoming = rx.next() => match incoming {
-                Some(Ok(Message::Text(text))) => {
-                    let frame: ClientFrame = serde_json::from_str(text.as_str())
-                        .map_err(|e| Error::BadRequest(format!("invalid frame: {e}")))?;
-                    relay.ack(&device, &frame.ack).await?;
-                    for seq in frame.ack {
-                        sent.remove(&seq);
-                    }
-                }
-                Some(Ok(Message::Close(_))) | None => return Ok(()),
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(Error::BadRequest(e.to_string())),
-            },
-        }
-    }
 }
 
 /// Serves `app` over TLS until `shutdown` resolves: at most
@@ -741,4 +309,355 @@ pub async fn serve_tls(
     }
     // Give open connections a moment to finish their requests.
     let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+}
+
+/// The handlers, with the bounds on the relay's parts stated once.
+struct Api<S, P, B>(std::marker::PhantomData<(S, P, B)>);
+
+impl<S, P, B> Api<S, P, B>
+where
+    S: RelayStore,
+    P: CertificateStore + UserDirectory + 'static,
+    B: Bus,
+{
+    async fn device(
+        relay: &Relay<S, P, B>,
+        peer: Option<Extension<PeerIdentity>>,
+    ) -> Result<DeviceContext> {
+        let Some(Extension(peer)) = peer else {
+            return Err(Error::DeviceRefused("no client certificate"));
+        };
+        relay.authenticate(peer.device_id, peer.serial).await
+    }
+
+    async fn me(
+        State(relay): State<AppState<S, P, B>>,
+        peer: Option<Extension<PeerIdentity>>,
+    ) -> Result<Json<Me>> {
+        let d = Self::device(&relay, peer).await?;
+        Ok(Json(Me {
+            device_id: d.device_id.to_string(),
+            user_id: d.user_id,
+            identity_key: hex::encode(d.identity_key),
+        }))
+    }
+
+    async fn user_devices(
+        State(relay): State<AppState<S, P, B>>,
+        peer: Option<Extension<PeerIdentity>>,
+        Path(user): Path<String>,
+    ) -> Result<Response> {
+        let d = Self::device(&relay, peer).await?;
+        let devices = relay.devices_of_user(&d, &user).await?;
+        Ok(Json(serde_json::json!({ "user_id": user, "devices": devices })).into_response())
+    }
+
+    async fn post_message(
+        State(relay): State<AppState<S, P, B>>,
+        peer: Option<Extension<PeerIdentity>>,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<Response> {
+        let d = Self::device(&relay, peer).await?;
+        require_content_type(&headers, ENVELOPE_CONTENT_TYPE)?;
+        let outcome = relay.post_message(&d, &body).await?;
+        let status = if outcome.new {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        Ok((status, Json(outcome)).into_response())
+    }
+
+    async fn fetch_messages(
+        State(relay): State<AppState<S, P, B>>,
+        peer: Option<Extension<PeerIdentity>>,
+        Query(query): Query<FetchQuery>,
+    ) -> Result<Response> {
+        let d = Self::device(&relay, peer).await?;
+        let limit = query.limit.unwrap_or(relay.config().fetch_max);
+        let messages = relay.fetch(&d, &[], limit).await?;
+        let frames: Vec<Vec<u8>> = messages
+            .iter()
+            .map(|m| {
+                wire::encode_frame(
+                    m.seq,
+                    u64::try_from(m.received_at_ms).unwrap_or(0),
+                    &m.delivery,
+                    &m.body,
+                )
+            })
+            .collect();
+        Ok((
+            [(header::CONTENT_TYPE, BATCH_CONTENT_TYPE)],
+            wire::encode_batch(&frames),
+        )
+            .into_response())
+    }
+
+    async fn ack_messages(
+        State(relay): State<AppState<S, P, B>>,
+        peer: Option<Extension<PeerIdentity>>,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<Response> {
+        let d = Self::device(&relay, peer).await?;
+        let ack: AckBody = json_body(&headers, &body)?;
+        let n = relay.ack(&d, &ack.seqs).await?;
+        Ok(Json(serde_json::json!({ "acknowledged": n })).into_response())
+    }
+
+    async fn create_group(
+        State(relay): State<AppState<S, P, B>>,
+        peer: Option<Extension<PeerIdentity>>,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<Response> {
+        let d = Self::device(&relay, peer).await?;
+        let req: CreateGroup = json_body(&headers, &body)?;
+        let id = parse_id(&req.id, "group id")?;
+        let group = relay.create_group(&d, id, &req.name, &req.members).await?;
+        Ok((StatusCode::CREATED, Json(GroupView::from(group))).into_response())
+    }
+
+    async fn my_groups(
+        State(relay): State<AppState<S, P, B>>,
+        peer: Option<Extension<PeerIdentity>>,
+    ) -> Result<Response> {
+        let d = Self::device(&relay, peer).await?;
+        let groups: Vec<GroupView> = relay
+            .my_groups(&d)
+            .await?
+            .into_iter()
+            .map(GroupView::from)
+            .collect();
+        Ok(Json(serde_json::json!({ "groups": groups })).into_response())
+    }
+
+    async fn group(
+        State(relay): State<AppState<S, P, B>>,
+        peer: Option<Extension<PeerIdentity>>,
+        Path(id): Path<String>,
+    ) -> Result<Response> {
+        let d = Self::device(&relay, peer).await?;
+        let group = relay.group(&d, parse_id(&id, "group id")?).await?;
+        Ok(Json(GroupView::from(group)).into_response())
+    }
+
+    async fn rename_group(
+        State(relay): State<AppState<S, P, B>>,
+        peer: Option<Extension<PeerIdentity>>,
+        Path(id): Path<String>,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<Response> {
+        let d = Self::device(&relay, peer).await?;
+        let req: Rename = json_body(&headers, &body)?;
+        let group = relay
+            .rename_group(&d, parse_id(&id, "group id")?, &req.name)
+            .await?;
+        Ok(Json(GroupView::from(group)).into_response())
+    }
+
+    async fn put_member(
+        State(relay): State<AppState<S, P, B>>,
+        peer: Option<Extension<PeerIdentity>>,
+        Path(id): Path<String>,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<Response> {
+        let d = Self::device(&relay, peer).await?;
+        let req: MemberView = json_body(&headers, &body)?;
+        let role = GroupRole::parse(&req.role)
+            .ok_or_else(|| Error::BadRequest("role must be admin or member".into()))?;
+        let group = relay
+            .put_member(
+                &d,
+                parse_id(&id, "group id")?,
+                GroupMember {
+                    user_id: req.user_id,
+                    role,
+                },
+            )
+            .await?;
+        Ok(Json(GroupView::from(group)).into_response())
+    }
+
+    async fn remove_member(
+        State(relay): State<AppState<S, P, B>>,
+        peer: Option<Extension<PeerIdentity>>,
+        Path((id, user)): Path<(String, String)>,
+    ) -> Result<Response> {
+        let d = Self::device(&relay, peer).await?;
+        relay
+            .remove_member(&d, parse_id(&id, "group id")?, &user)
+            .await?;
+        Ok(StatusCode::NO_CONTENT.into_response())
+    }
+
+    async fn put_blob(
+        State(relay): State<AppState<S, P, B>>,
+        peer: Option<Extension<PeerIdentity>>,
+        Path(id): Path<String>,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<Response> {
+        let d = Self::device(&relay, peer).await?;
+        require_content_type(&headers, "application/octet-stream")?;
+        relay
+            .put_blob(&d, parse_id(&id, "blob id")?, body.to_vec())
+            .await?;
+        Ok(StatusCode::CREATED.into_response())
+    }
+
+    async fn get_blob(
+        State(relay): State<AppState<S, P, B>>,
+        peer: Option<Extension<PeerIdentity>>,
+        Path(id): Path<String>,
+    ) -> Result<Response> {
+        let d = Self::device(&relay, peer).await?;
+        let bytes = relay.blob(&d, parse_id(&id, "blob id")?).await?;
+        Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+    }
+
+    async fn set_push(
+        State(relay): State<AppState<S, P, B>>,
+        peer: Option<Extension<PeerIdentity>>,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<Response> {
+        let d = Self::device(&relay, peer).await?;
+        let req: PushBody = json_body(&headers, &body)?;
+        let target = match (req.apns, req.fcm) {
+            (Some(t), None) => Some(PushTarget::Apns(t)),
+            (None, Some(t)) => Some(PushTarget::Fcm(t)),
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                return Err(Error::BadRequest("give apns or fcm, not both".into()));
+            }
+        };
+        relay.set_push(&d, target).await?;
+        Ok(StatusCode::NO_CONTENT.into_response())
+    }
+
+    async fn commands(
+        State(relay): State<AppState<S, P, B>>,
+        peer: Option<Extension<PeerIdentity>>,
+    ) -> Result<Response> {
+        let d = Self::device(&relay, peer).await?;
+        let list: Vec<CommandView> = relay
+            .commands(&d)
+            .await?
+            .into_iter()
+            .map(command_view)
+            .collect();
+        Ok(Json(serde_json::json!({ "commands": list })).into_response())
+    }
+
+    async fn ack_command(
+        State(relay): State<AppState<S, P, B>>,
+        peer: Option<Extension<PeerIdentity>>,
+        Path(id): Path<String>,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<Response> {
+        let d = Self::device(&relay, peer).await?;
+        let id: u64 = id
+            .parse()
+            .map_err(|_| Error::BadRequest("command id must be a number".into()))?;
+        let req: CommandAck = json_body(&headers, &body)?;
+        relay.ack_command(&d, id, &req.receipt).await?;
+        Ok(StatusCode::NO_CONTENT.into_response())
+    }
+
+    async fn websocket(
+        State(relay): State<AppState<S, P, B>>,
+        peer: Option<Extension<PeerIdentity>>,
+        upgrade: WebSocketUpgrade,
+    ) -> Result<Response> {
+        let d = Self::device(&relay, peer).await?;
+        Ok(upgrade
+            .max_message_size(64 * 1024)
+            .on_upgrade(move |socket| async move {
+                if let Err(e) = Self::live(relay, d, socket).await {
+                    tracing::debug!(error = %e, "live connection ended");
+                }
+            }))
+    }
+
+    /// A live connection: sends what waits, then whatever a hint announces,
+    /// and takes acknowledgements as `{"ack": [seq, ...]}` text frames.
+    async fn live(
+        relay: AppState<S, P, B>,
+        device: DeviceContext,
+        socket: WebSocket,
+    ) -> Result<()> {
+        let mut hints = relay.bus().subscribe(device.device_id).await?;
+        let (mut tx, mut rx) = socket.split();
+        // Sent on this connection, not yet acknowledged: never sent twice here.
+        let mut sent: HashSet<u64> = HashSet::new();
+        let mut sent_commands: HashSet<u64> = HashSet::new();
+        let mut poll = tokio::time::interval(POLL_INTERVAL);
+        let mut look_messages = true;
+        let mut look_commands = true;
+        loop {
+            if look_messages {
+                relay.still_allowed(&device).await?;
+                let skip: Vec<u64> = sent.iter().copied().collect();
+                let batch = relay
+                    .fetch(&device, &skip, relay.config().fetch_max)
+                    .await?;
+                for m in batch {
+                    let frame = wire::encode_frame(
+                        m.seq,
+                        u64::try_from(m.received_at_ms).unwrap_or(0),
+                        &m.delivery,
+                        &m.body,
+                    );
+                    tx.send(Message::Binary(frame.into()))
+                        .await
+                        .map_err(|e| Error::BadRequest(e.to_string()))?;
+                    sent.insert(m.seq);
+                }
+                look_messages = false;
+            }
+            if look_commands {
+                for c in relay.commands(&device).await? {
+                    if sent_commands.insert(c.id) {
+                        let text = serde_json::json!({ "command": command_view(c) }).to_string();
+                        tx.send(Message::Text(text.into()))
+                            .await
+                            .map_err(|e| Error::BadRequest(e.to_string()))?;
+                    }
+                }
+                look_commands = false;
+            }
+            tokio::select! {
+                hint = hints.recv() => match hint {
+                    Some(h) => match h.kind {
+                        HintKind::Message => look_messages = true,
+                        HintKind::Command => look_commands = true,
+                    },
+                    None => return Err(Error::Bus("subscription ended".into())),
+                },
+                _ = poll.tick() => {
+                    look_messages = true;
+                    look_commands = true;
+                }
+                incoming = rx.next() => match incoming {
+                    Some(Ok(Message::Text(text))) => {
+                        let frame: ClientFrame = serde_json::from_str(text.as_str())
+                            .map_err(|e| Error::BadRequest(format!("invalid frame: {e}")))?;
+                        relay.ack(&device, &frame.ack).await?;
+                        for seq in frame.ack {
+                            sent.remove(&seq);
+                        }
+                    }
+                    Some(Ok(Message::Close(_))) | None => return Ok(()),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(Error::BadRequest(e.to_string())),
+                },
+            }
+        }
+    }
 }
