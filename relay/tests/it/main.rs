@@ -3,5 +3,6 @@
 mod nodes;
 mod openapi;
 mod push;
+#[macro_use]
 mod service;
 mod tls;

@@ -65,13 +65,13 @@ macro_rules! on_both_stores {
         mod $case {
             #[tokio::test]
             async fn sqlite() {
-                super::$case(&super::Sqlite).await;
+                super::$case(&crate::service::Sqlite).await;
             }
 
             #[tokio::test]
             async fn postgres() {
-                if let Some(url) = super::postgres_url() {
-                    super::$case(&super::Postgres(url)).await;
+                if let Some(url) = crate::service::postgres_url() {
+                    super::$case(&crate::service::Postgres(url)).await;
                 }
             }
         }

@@ -17,27 +17,9 @@ use rustls::pki_types::{
 };
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::service::{Device, MakeStore, Org, Postgres, Sqlite, envelope, postgres_url};
+use crate::service::{Device, MakeStore, Org, Postgres, envelope, postgres_url};
 
-macro_rules! over_tls_on_both_stores {
-    ($($case:ident),* $(,)?) => {$(
-        mod $case {
-            #[tokio::test]
-            async fn sqlite() {
-                super::$case(&super::Sqlite).await;
-            }
-
-            #[tokio::test]
-            async fn postgres() {
-                if let Some(url) = super::postgres_url() {
-                    super::$case(&super::Postgres(url)).await;
-                }
-            }
-        }
-    )*};
-}
-
-over_tls_on_both_stores!(
+on_both_stores!(
     a_message_arrives_live_over_websocket_and_is_acknowledged,
     an_offline_device_fetches_and_acknowledges,
     a_group_of_fifty_each_open_the_message,
