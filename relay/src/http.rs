@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use futures_util::{SinkExt, StreamExt};
+use kontor_provisioning::DeviceId;
 use kontor_provisioning::store::{CertificateStore, UserDirectory};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -58,6 +59,7 @@ where
             "/v1/users/{user}/devices",
             get(Api::<S, P, B>::user_devices),
         )
+        .route("/v1/devices/{id}", get(Api::<S, P, B>::device_entry))
         .route(
             "/v1/messages",
             post(Api::<S, P, B>::post_message)
@@ -350,6 +352,17 @@ where
         let d = Self::device(&relay, peer).await?;
         let devices = relay.devices_of_user(&d, &user).await?;
         Ok(Json(serde_json::json!({ "user_id": user, "devices": devices })).into_response())
+    }
+
+    async fn device_entry(
+        State(relay): State<AppState<S, P, B>>,
+        peer: Option<Extension<PeerIdentity>>,
+        Path(id): Path<String>,
+    ) -> Result<Response> {
+        let d = Self::device(&relay, peer).await?;
+        let id = DeviceId::from_bytes(parse_id(&id, "device id")?);
+        let (user_id, device) = relay.device_entry(&d, id).await?;
+        Ok(Json(serde_json::json!({ "user_id": user_id, "device": device })).into_response())
     }
 
     async fn post_message(

@@ -273,6 +273,37 @@ where
             .max_by_key(|c| c.issued_at))
     }
 
+    /// One device as the key directory shows it, with its user: how a
+    /// receiver learns the key it expects for a sender device. Refused
+    /// (as unknown) when the caller may not reach that device's user.
+    pub async fn device_entry(
+        &self,
+        caller: &DeviceContext,
+        device_id: DeviceId,
+    ) -> Result<(String, DirectoryDevice)> {
+        let cert = self
+            .current_certificate(device_id)
+            .await?
+            .ok_or(Error::NotFound("device"))?;
+        if cert.user_id != caller.user_id
+            && self
+                .check_reach(&caller.user_id, &cert.user_id)
+                .await
+                .is_err()
+        {
+            return Err(Error::NotFound("device"));
+        }
+        Ok((
+            cert.user_id.clone(),
+            DirectoryDevice {
+                device_id: device_id.to_string(),
+                identity_key: hex::encode(cert.identity_key),
+                platform: cert.platform,
+                certificate: hex::encode(&cert.der),
+            },
+        ))
+    }
+
     /// The devices of `user_id` a sender may seal for: current certificates,
     /// not wiped. Refused when the caller may not reach that user.
     pub async fn devices_of_user(

@@ -293,6 +293,23 @@ async fn a_message_is_stored_once_per_device_fetched_opened_and_acknowledged<M: 
         assert_eq!(org.relay.ack(&device.ctx, &[got[0].0]).await.unwrap(), 1);
         assert!(receive(&org, device, &anna).await.is_empty());
     }
+    // The receiver learns the key it expects for the sender device.
+    let (user, entry) = org
+        .relay
+        .device_entry(&ben.ctx, anna.ctx.device_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        (user.as_str(), entry.identity_key),
+        ("anna@example.org", anna.key.public().to_hex())
+    );
+    assert_eq!(
+        org.relay
+            .device_entry(&ben.ctx, DeviceId::from_bytes([0x55; 16]))
+            .await
+            .unwrap_err(),
+        Error::NotFound("device")
+    );
     // Acknowledging another device's entry does nothing.
     assert_eq!(org.relay.ack(&anna.ctx, &[1, 2, 3]).await.unwrap(), 0);
 }
