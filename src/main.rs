@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod agent_cmd;
 mod config_cmd;
 mod crypto_cmd;
 mod demo;
@@ -26,6 +27,8 @@ enum Command {
     /// End-to-end cryptography tools (protocol v1).
     #[command(subcommand)]
     Crypto(crypto_cmd::CryptoCommand),
+    /// The device side: enroll, send, receive, wipe.
+    Agent(agent_cmd::AgentArgs),
     /// Managed configuration: schemas for EMM consoles, rendering, checks.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
@@ -38,6 +41,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Agent(args) => agent_cmd::run(args),
         Command::Config(cmd) => config_cmd::run(cmd),
         Command::Crypto(cmd) => crypto_cmd::run(cmd),
         Command::Demo(args) => demo::run(args),

@@ -9,20 +9,12 @@ use kontor_crypto::{IdentitySecret, MessageId, Recipient, Sender};
 use kontor_relay::client::DeviceClient;
 use kontor_relay::wire::{self, PostedEnvelope};
 
-use crate::serve::{Server, start_on};
+use crate::serve::{Server, create_token, root_der, start_on};
 
 struct Enrolled {
     device_id: [u8; 16],
     key: IdentitySecret,
     client: DeviceClient,
-}
-
-fn root_der(data: &std::path::Path) -> Vec<u8> {
-    use rustls_pki_types::CertificateDer;
-    use rustls_pki_types::pem::PemObject;
-    CertificateDer::from_pem_file(data.join("root.pem"))
-        .unwrap()
-        .to_vec()
 }
 
 async fn enroll(server: &Server, root: &[u8], user: &str) -> Enrolled {
@@ -32,16 +24,7 @@ async fn enroll(server: &Server, root: &[u8], user: &str) -> Enrolled {
         root,
     )
     .unwrap();
-    let token = enroll
-        .request_with(
-            "POST",
-            "/v1/admin/tokens",
-            &[("authorization", "Bearer test-admin"), ("content-type", "application/json")],
-            serde_json::to_vec(&serde_json::json!({ "binding": "user", "bound_to": user, "lifetime_seconds": 600 })).unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(token.status, 201, "{:?}", token.json());
+    let token = create_token(server, root, user).await;
     let tls_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let csr = rcgen::CertificateParams::new(Vec::<String>::new())
         .unwrap()
@@ -51,7 +34,7 @@ async fn enroll(server: &Server, root: &[u8], user: &str) -> Enrolled {
         .unwrap();
     let key = IdentitySecret::generate(&mut kontor_crypto::os_rng());
     let body = serde_json::json!({
-        "token": token.json()["token"], "csr": csr, "identity_key": key.public().to_hex(),
+        "token": token, "csr": csr, "identity_key": key.public().to_hex(),
         "platform": "linux", "device_name": "e2e",
     });
     let enrolled = enroll

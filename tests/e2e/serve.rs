@@ -148,3 +148,34 @@ fn serve_answers_over_tls_and_keeps_its_ca_across_restarts() {
     ]);
     assert_eq!(code, Some(0), "{text}");
 }
+
+/// Creates a one-use enrollment token for `user` through the admin API.
+pub async fn create_token(server: &Server, root: &[u8], user: &str) -> String {
+    let enroll = kontor_relay::client::DeviceClient::anonymous(
+        &format!("127.0.0.1:{}", server.enroll_port),
+        "localhost",
+        root,
+    )
+    .unwrap();
+    let token = enroll
+        .request_with(
+            "POST",
+            "/v1/admin/tokens",
+            &[("authorization", "Bearer test-admin"), ("content-type", "application/json")],
+            serde_json::to_vec(&serde_json::json!({ "binding": "user", "bound_to": user, "lifetime_seconds": 600 }))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(token.status, 201, "{:?}", token.json());
+    token.json()["token"].as_str().unwrap().to_owned()
+}
+
+/// The organisation root (DER) a started server wrote.
+pub fn root_der(data: &std::path::Path) -> Vec<u8> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    CertificateDer::from_pem_file(data.join("root.pem"))
+        .unwrap()
+        .to_vec()
+}

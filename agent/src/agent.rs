@@ -1,0 +1,648 @@
+//! The agent: enrollment from managed configuration, sending and receiving
+//! sealed messages, commands (policy, wipe).
+
+use std::path::{Path, PathBuf};
+
+use kontor_crypto::{
+    DeviceId, IdentityPublic, IdentitySecret, MessageId, Recipient, SealedMessage, Sender,
+};
+use kontor_managed_config::{Decoded, Policy, decode};
+use kontor_relay::client::{Answer, DeviceClient};
+use kontor_relay::wire::{self, PostedEnvelope};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::store::{self, Contact, LocalStore, StoredMessage};
+
+/// What enrollment needs besides the data directory.
+#[derive(Debug, Clone, Copy)]
+pub struct EnrollOptions<'a> {
+    /// The managed configuration as the EMM delivered it (Apple plist,
+    /// Android bundle JSON, or JSON).
+    pub managed_config: &'a [u8],
+    /// The organisation's root CA (PEM), to trust the server.
+    pub ca_pem: &'a str,
+    /// The PIN the user chose.
+    pub pin: &'a str,
+    /// A name for this device.
+    pub device_name: &'a str,
+    /// `ios`, `android`, `linux`, ...
+    pub platform: &'a str,
+}
+
+/// An enrolled, unlocked device.
+pub struct Agent {
+    store: LocalStore,
+    device_id: [u8; 16],
+    user: String,
+    identity: IdentitySecret,
+    client: DeviceClient,
+    relay_url: String,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("device_id", &hex::encode(self.device_id))
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The device's state, for `status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// Device id, hex.
+    pub device_id: String,
+    /// The user.
+    pub user: String,
+    /// Where the device API is.
+    pub relay_url: String,
+    /// Messages in the local store.
+    pub messages: usize,
+}
+
+/// What a send did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sent {
+    /// The message id, hex.
+    pub message_id: String,
+    /// Devices it was sealed for.
+    pub devices: usize,
+    /// Contacts whose identity key changed since last seen (verify their
+    /// safety number).
+    pub key_changes: Vec<String>,
+}
+
+/// What a receive did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Received {
+    /// New messages, stored and acknowledged.
+    pub messages: Vec<StoredMessage>,
+    /// Messages dropped (failed authentication, replays), with the reason.
+    pub dropped: Vec<String>,
+    /// Policy updates applied.
+    pub policy_updates: usize,
+    /// The device was wiped by command.
+    pub wiped: bool,
+}
+
+/// Reads a managed configuration in any format managed-config decodes.
+pub fn read_managed_config(bytes: &[u8]) -> Result<Decoded> {
+    let head = &bytes[..bytes.len().min(512)];
+    let is_plist = bytes.starts_with(b"bplist") || head.windows(6).any(|w| w == b"<plist");
+    let decoded = if is_plist {
+        decode::apple_plist(bytes)
+    } else {
+        decode::android_bundle_json(bytes)
+    };
+    decoded.map_err(|e| Error::Config(e.to_string()))
+}
+
+/// Checks a PIN against the policy.
+pub fn check_pin(policy: &Policy, pin: &str) -> Result<()> {
+    let chars = pin.chars().count();
+    if chars < usize::from(policy.pin.min_length) {
+        return Err(Error::PinPolicy(format!(
+            "at least {} characters",
+            policy.pin.min_length
+        )));
+    }
+    if policy.pin.kind == kontor_managed_config::PinKind::Digits
+        && !pin.chars().all(|c| c.is_ascii_digit())
+    {
+        return Err(Error::PinPolicy("digits only".into()));
+    }
+    Ok(())
+}
+
+/// `host:port` and host of an `https://` URL.
+fn endpoint(url: &str) -> Result<(String, String)> {
+    let rest = url
+        .strip_prefix("https://")
+        .ok_or_else(|| Error::Config(format!("{url} is not an https URL")))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if p.parse::<u16>().is_ok() => (h.to_owned(), p.to_owned()),
+        _ => (authority.to_owned(), "443".to_owned()),
+    };
+    if host.is_empty() {
+        return Err(Error::Config(format!("{url} names no host")));
+    }
+    Ok((format!("{host}:{port}"), host))
+}
+
+fn refused(answer: &Answer) -> Error {
+    let json = answer.json();
+    Error::Refused {
+        code: json["error"]["code"].as_str().unwrap_or("http").to_owned(),
+        message: json["error"]["message"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("status {}", answer.status)),
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn array16(hex_text: &str, what: &str) -> Result<[u8; 16]> {
+    let mut out = [0u8; 16];
+    hex::decode_to_slice(hex_text, &mut out).map_err(|_| Error::Refused {
+        code: "bad_answer".into(),
+        message: format!("{what} is not 32 hex digits"),
+    })?;
+    Ok(out)
+}
+
+impl Agent {
+    /// Zero-touch enrollment: reads the managed configuration, makes the
+    /// identity and TLS keys, enrolls with the token, and creates the
+    /// PIN-protected store. The PIN is the only thing the user chose.
+    pub async fn enroll(dir: &Path, options: EnrollOptions<'_>) -> Result<Self> {
+        if store::exists(dir) {
+            return Err(Error::AlreadyEnrolled(dir.display().to_string()));
+        }
+        let decoded = read_managed_config(options.managed_config)?;
+        if let Some(p) = decoded
+            .placeholders
+            .iter()
+            .find(|p| p.key == "user_identity" || p.key == "enrollment_token")
+        {
+            return Err(Error::Config(format!(
+                "key `{}` holds the unsubstituted EMM variable `{}`",
+                p.key, p.token
+            )));
+        }
+        let policy = decoded.policy;
+        check_pin(&policy, options.pin)?;
+        let token = policy
+            .enrollment_token
+            .as_ref()
+            .ok_or_else(|| Error::Config("no enrollment_token: the EMM must deliver one".into()))?;
+        let (address, host) = endpoint(policy.server_url.as_str())?;
+        let root = root_der(options.ca_pem)?;
+        let enroll = DeviceClient::anonymous(&address, &host, &root)
+            .map_err(|e| Error::Config(e.to_string()))?;
+
+        let identity = IdentitySecret::generate(&mut kontor_crypto::os_rng());
+        let tls_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let csr = rcgen::CertificateParams::new(Vec::<String>::new())
+            .and_then(|p| p.serialize_request(&tls_key))
+            .and_then(|c| c.pem())
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let mut body = serde_json::json!({
+            "token": token.expose(),
+            "csr": csr,
+            "identity_key": identity.public().to_hex(),
+            "platform": options.platform,
+            "device_name": options.device_name,
+        });
+        if let Some(user) = &policy.user_identity {
+            body["user"] = serde_json::Value::String(user.as_str().to_owned());
+        }
+        let answer = enroll
+            .request(
+                "POST",
+                "/v1/enroll",
+                Some("application/json"),
+                body.to_string().into_bytes(),
+            )
+            .await
+            .map_err(|e| Error::Unreachable(e.to_string()))?;
+        if answer.status != 200 {
+            return Err(refused(&answer));
+        }
+        let enrolled = answer.json();
+        let field = |name: &str| {
+            enrolled[name]
+                .as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| Error::Refused {
+                    code: "bad_answer".into(),
+                    message: format!("enrollment answer lacks {name}"),
+                })
+        };
+        let device_id = array16(&field("device_id")?, "device id")?;
+        let chain = field("chain")?;
+        let relay_url = field("relay_url")?;
+        let user = match &policy.user_identity {
+            Some(u) => u.as_str().to_owned(),
+            None => field("user_id").unwrap_or_default(),
+        };
+
+        let store =
+            LocalStore::create(dir, options.pin, u32::from(policy.pin.max_failed_attempts))?;
+        store.put_secret("identity", &identity.to_bytes()[..])?;
+        store.put_secret("tls_key", &tls_key.serialize_der())?;
+        store.put_secret("chain", chain.as_bytes())?;
+        store.put_secret("root", &root)?;
+        store.put_secret("relay_url", relay_url.as_bytes())?;
+        store.put_secret("user", user.as_bytes())?;
+        store.put_secret("device_id", &device_id)?;
+        store.put_secret("managed_config", options.managed_config)?;
+        Self::from_store(store)
+    }
+
+    /// Opens an enrolled device's store with its PIN.
+    pub fn open(dir: &Path, pin: &str) -> Result<Self> {
+        Self::from_store(LocalStore::unlock(dir, pin)?)
+    }
+
+    fn from_store(store: LocalStore) -> Result<Self> {
+        let identity_bytes: [u8; 32] = store.secret("identity")?[..]
+            .try_into()
+            .map_err(|_| Error::Corrupt("identity key".into()))?;
+        let device_id: [u8; 16] = store.secret("device_id")?[..]
+            .try_into()
+            .map_err(|_| Error::Corrupt("device id".into()))?;
+        let relay_url = store.secret_text("relay_url")?;
+        let (address, host) = endpoint(&relay_url)?;
+        let client = DeviceClient::new(
+            &address,
+            &host,
+            &store.secret("root")?,
+            &store.secret_text("chain")?,
+            &store.secret("tls_key")?,
+        )
+        .map_err(|e| Error::Corrupt(e.to_string()))?;
+        Ok(Self {
+            user: store.secret_text("user")?,
+            identity: IdentitySecret::from_bytes(identity_bytes),
+            device_id,
+            client,
+            relay_url,
+            store,
+        })
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> PathBuf {
+        self.store.dir().to_owned()
+    }
+
+    /// This device's state.
+    pub fn status(&self) -> Result<Status> {
+        Ok(Status {
+            device_id: hex::encode(self.device_id),
+            user: self.user.clone(),
+            relay_url: self.relay_url.clone(),
+            messages: self.store.messages()?.len(),
+        })
+    }
+
+    /// The stored messages, oldest first.
+    pub fn inbox(&self) -> Result<Vec<StoredMessage>> {
+        self.store.messages()
+    }
+
+    /// The safety number of this device and a contact device.
+    pub async fn safety_number(&self, user: &str) -> Result<Vec<(String, String)>> {
+        let mine = self.identity.public();
+        let mut out = Vec::new();
+        for (device, key) in self.devices_of(user).await? {
+            let number = kontor_crypto::safety_number(
+                kontor_crypto::fingerprint::Party {
+                    id: &self.user,
+                    identity: &mine,
+                },
+                kontor_crypto::fingerprint::Party {
+                    id: user,
+                    identity: &key,
+                },
+            );
+            out.push((hex::encode(device), number));
+        }
+        Ok(out)
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<Answer> {
+        self.client
+            .request(method, path, content_type, body)
+            .await
+            .map_err(|e| Error::Unreachable(e.to_string()))
+    }
+
+    async fn devices_of(&self, user: &str) -> Result<Vec<([u8; 16], IdentityPublic)>> {
+        let answer = self
+            .call(
+                "GET",
+                &format!("/v1/users/{user}/devices"),
+                None,
+                Vec::new(),
+            )
+            .await?;
+        if answer.status != 200 {
+            return Err(refused(&answer));
+        }
+        let mut out = Vec::new();
+        for d in answer.json()["devices"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
+            let id = array16(d["device_id"].as_str().unwrap_or(""), "device id")?;
+            let key = IdentityPublic::from_hex(d["identity_key"].as_str().unwrap_or("")).map_err(
+                |e| Error::Refused {
+                    code: "bad_answer".into(),
+                    message: e.to_string(),
+                },
+            )?;
+            out.push((id, key));
+        }
+        Ok(out)
+    }
+
+    /// Pins `key` for `device`; returns true when it replaced another key.
+    fn pin_key(&self, device: &[u8; 16], user: &str, key: &IdentityPublic) -> Result<bool> {
+        let hex_id = hex::encode(device);
+        let changed = match self.store.contact(&hex_id)? {
+            Some(c) if c.identity_key == key.to_hex() => return Ok(false),
+            Some(_) => true,
+            None => false,
+        };
+        self.store.put_contact(
+            &hex_id,
+            &Contact {
+                user: user.to_owned(),
+                identity_key: key.to_hex(),
+            },
+        )?;
+        Ok(changed)
+    }
+
+    /// Sends a text to every device of `to_user` and this user's other devices.
+    pub async fn send_text(&self, to_user: &str, text: &str) -> Result<Sent> {
+        if to_user == self.user {
+            return Err(Error::Config("write to another user".into()));
+        }
+        let mut recipients = Vec::new();
+        let mut key_changes = Vec::new();
+        for (user, devices) in [
+            (to_user, self.devices_of(to_user).await?),
+            (self.user.as_str(), self.devices_of(&self.user).await?),
+        ] {
+            for (device, key) in devices {
+                if device == self.device_id {
+                    continue;
+                }
+                if self.pin_key(&device, user, &key)? {
+                    key_changes.push(format!("{user} (device {})", hex::encode(device)));
+                }
+                recipients.push(Recipient {
+                    device_id: DeviceId(device),
+                    identity: key,
+                });
+            }
+        }
+        if !recipients.iter().any(|_| true) {
+            return Err(Error::Refused {
+                code: "no_devices".into(),
+                message: format!("{to_user} has no enrolled device"),
+            });
+        }
+        let sent_at_ms = now_ms();
+        let content = serde_json::json!({
+            "v": 1, "kind": "text", "conversation": { "user": to_user }, "sent_at_ms": sent_at_ms, "text": text,
+        });
+        let mut rng = kontor_crypto::os_rng();
+        let message_id = MessageId::random(&mut rng);
+        let sealed = kontor_crypto::seal(
+            &mut rng,
+            message_id,
+            Sender {
+                device_id: DeviceId(self.device_id),
+                identity: &self.identity,
+            },
+            &recipients,
+            content.to_string().as_bytes(),
+        )
+        .map_err(|e| Error::Config(e.to_string()))?;
+        let deliveries: Vec<&[u8]> = sealed
+            .deliveries()
+            .iter()
+            .map(|d| &d.as_bytes()[..])
+            .collect();
+        let envelope = PostedEnvelope::encode(None, &[], &deliveries, sealed.body());
+        let answer = self
+            .call(
+                "POST",
+                "/v1/messages",
+                Some(wire::ENVELOPE_CONTENT_TYPE),
+                envelope,
+            )
+            .await?;
+        if answer.status != 201 && answer.status != 200 {
+            return Err(refused(&answer));
+        }
+        self.store.add_message(&StoredMessage {
+            conversation: format!("user:{to_user}"),
+            from_user: self.user.clone(),
+            from_device: hex::encode(self.device_id),
+            outgoing: true,
+            kind: "text".into(),
+            text: text.to_owned(),
+            sent_at_ms,
+        })?;
+        Ok(Sent {
+            message_id: message_id.to_hex(),
+            devices: recipients.len(),
+            key_changes,
+        })
+    }
+
+    /// The key this device expects for a sender device: pinned, or from the
+    /// directory (then pinned).
+    async fn sender_key(&self, device: [u8; 16]) -> Result<(String, IdentityPublic)> {
+        if let Some(contact) = self.store.contact(&hex::encode(device))? {
+            let key = IdentityPublic::from_hex(&contact.identity_key)
+                .map_err(|e| Error::Corrupt(e.to_string()))?;
+            return Ok((contact.user, key));
+        }
+        let answer = self
+            .call(
+                "GET",
+                &format!("/v1/devices/{}", hex::encode(device)),
+                None,
+                Vec::new(),
+            )
+            .await?;
+        if answer.status != 200 {
+            return Err(refused(&answer));
+        }
+        let json = answer.json();
+        let user = json["user_id"].as_str().unwrap_or("").to_owned();
+        let key = IdentityPublic::from_hex(json["device"]["identity_key"].as_str().unwrap_or(""))
+            .map_err(|e| Error::Refused {
+            code: "bad_answer".into(),
+            message: e.to_string(),
+        })?;
+        self.pin_key(&device, &user, &key)?;
+        Ok((user, key))
+    }
+
+    /// Fetches commands and messages: applies policy, obeys a wipe, stores
+    /// each authentic new message and only then acknowledges it.
+    pub async fn receive(self) -> Result<(Option<Self>, Received)> {
+        let mut report = Received::default();
+        let answer = self.call("GET", "/v1/commands", None, Vec::new()).await?;
+        if answer.status != 200 {
+            return Err(refused(&answer));
+        }
+        for command in answer.json()["commands"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
+            let id = command["id"].as_u64().unwrap_or(0);
+            match command["kind"].as_str() {
+                Some("wipe") => {
+                    self.wipe_by_command(id).await?;
+                    report.wiped = true;
+                    return Ok((None, report));
+                }
+                Some("policy") => {
+                    self.store
+                        .put_secret("policy_update", command["payload"].to_string().as_bytes())?;
+                    self.ack_command(id, serde_json::json!({ "applied": true }))
+                        .await?;
+                    report.policy_updates += 1;
+                }
+                _ => {
+                    self.ack_command(
+                        id,
+                        serde_json::json!({ "applied": false, "reason": "unknown command" }),
+                    )
+                    .await?
+                }
+            }
+        }
+        let answer = self.call("GET", "/v1/messages", None, Vec::new()).await?;
+        if answer.status != 200 {
+            return Err(refused(&answer));
+        }
+        let frames = wire::decode_batch(&answer.body).map_err(|e| Error::Refused {
+            code: "bad_answer".into(),
+            message: e.to_string(),
+        })?;
+        let mut done = Vec::new();
+        for frame in frames {
+            match self.accept(&frame.sealed).await {
+                Ok(Some(message)) => report.messages.push(message),
+                Ok(None) => report.dropped.push("replay".into()),
+                Err(Error::Dropped(why)) => report.dropped.push(why),
+                // Anything else (store, network) stops here: not acknowledged, fetched again later.
+                Err(e) => return Err(e),
+            }
+            done.push(frame.seq);
+        }
+        if !done.is_empty() {
+            let body = serde_json::json!({ "seqs": done }).to_string().into_bytes();
+            let answer = self
+                .call("POST", "/v1/messages/ack", Some("application/json"), body)
+                .await?;
+            if answer.status != 200 {
+                return Err(refused(&answer));
+            }
+        }
+        Ok((Some(self), report))
+    }
+
+    /// Opens, checks and stores one sealed message. `Ok(None)` for a replay.
+    async fn accept(&self, sealed: &[u8]) -> Result<Option<StoredMessage>> {
+        let parsed = SealedMessage::parse(sealed)
+            .map_err(|e| Error::Dropped(format!("malformed ({})", e.step())))?;
+        let sender_device = parsed.sender_device_id();
+        let (from_user, key) = self
+            .sender_key(sender_device.0)
+            .await
+            .map_err(|e| Error::Dropped(format!("unknown sender device: {e}")))?;
+        let opened = parsed
+            .open(&self.identity, Some(DeviceId(self.device_id)), &key)
+            .map_err(|e| Error::Dropped(format!("failed at step {}", e.step())))?;
+        if !self
+            .store
+            .mark_seen(&sender_device.0, &opened.message_id.0)?
+        {
+            return Ok(None);
+        }
+        let content: serde_json::Value = serde_json::from_slice(&opened.plaintext)
+            .map_err(|_| Error::Dropped("content is not JSON".into()))?;
+        let kind = content["kind"].as_str().unwrap_or("").to_owned();
+        // File the message under the conversation named inside it.
+        let conversation = match (
+            content["conversation"]["user"].as_str(),
+            content["conversation"]["group"].as_str(),
+        ) {
+            (Some(u), _) if u == self.user => format!("user:{from_user}"),
+            (Some(u), _) => format!("user:{u}"),
+            (None, Some(g)) => format!("group:{g}"),
+            _ => return Err(Error::Dropped("content names no conversation".into())),
+        };
+        let text = match kind.as_str() {
+            "text" => content["text"].as_str().unwrap_or("").to_owned(),
+            other => format!("[unsupported message kind {other:?}]"),
+        };
+        let message = StoredMessage {
+            conversation,
+            from_user,
+            from_device: sender_device.to_hex(),
+            outgoing: false,
+            kind,
+            text,
+            sent_at_ms: content["sent_at_ms"].as_i64().unwrap_or(0),
+        };
+        self.store.add_message(&message)?;
+        Ok(Some(message))
+    }
+
+    async fn ack_command(&self, id: u64, receipt: serde_json::Value) -> Result<()> {
+        let body = serde_json::json!({ "receipt": receipt })
+            .to_string()
+            .into_bytes();
+        let answer = self
+            .call(
+                "POST",
+                &format!("/v1/commands/{id}/ack"),
+                Some("application/json"),
+                body,
+            )
+            .await?;
+        if answer.status != 204 {
+            return Err(refused(&answer));
+        }
+        Ok(())
+    }
+
+    /// A wipe command: the key file first, then the database and keys, then
+    /// the receipt (sent with the TLS identity still held in memory).
+    async fn wipe_by_command(self, id: u64) -> Result<()> {
+        store::wipe(self.store.dir())?;
+        self.ack_command(id, serde_json::json!({ "wiped": true, "at_ms": now_ms() }))
+            .await
+    }
+
+    /// Wipes this device's data locally.
+    pub fn wipe(self) -> Result<()> {
+        store::wipe(self.store.dir())
+    }
+}
+
+fn root_der(pem: &str) -> Result<Vec<u8>> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    CertificateDer::from_pem_slice(pem.as_bytes())
+        .map(|c| c.to_vec())
+        .map_err(|_| Error::Config("the CA file is not a PEM certificate".into()))
+}

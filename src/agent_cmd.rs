@@ -1,0 +1,195 @@
+//! `kontor agent ...`: the device side on the command line. Human output by
+//! default, `--json` for scripts. The PIN comes from `KONTOR_PIN` or, when
+//! that is unset, from the first line of standard input.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use kontor_agent::agent::{Agent, EnrollOptions};
+
+/// `kontor agent` options.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The device's data directory.
+    #[arg(long, default_value = "kontor-agent", env = "KONTOR_AGENT_DIR")]
+    dir: PathBuf,
+    /// Machine-readable output.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: AgentCommand,
+}
+
+/// `kontor agent` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Enroll zero-touch from the managed configuration the EMM delivered.
+    Enroll {
+        /// The managed configuration (Apple plist, Android bundle JSON, JSON).
+        #[arg(long)]
+        config: PathBuf,
+        /// The organisation's root CA (PEM), to trust the server.
+        #[arg(long)]
+        ca: PathBuf,
+        /// A name for this device.
+        #[arg(long, default_value = "kontor agent")]
+        device_name: String,
+        /// The platform to report.
+        #[arg(long, default_value = "linux")]
+        platform: String,
+    },
+    /// Show this device's state.
+    Status,
+    /// Send a text to a user.
+    Send {
+        /// The recipient's user id.
+        #[arg(long)]
+        to: String,
+        /// The text.
+        text: String,
+    },
+    /// Fetch what is waiting: messages, policy updates, a wipe.
+    Receive,
+    /// Show the stored messages.
+    Inbox,
+    /// Show the safety numbers with a user's devices.
+    Verify {
+        /// The other user.
+        #[arg(long)]
+        user: String,
+    },
+    /// Wipe this device's data.
+    Wipe,
+}
+
+fn pin() -> anyhow::Result<String> {
+    if let Ok(pin) = std::env::var("KONTOR_PIN") {
+        return Ok(pin);
+    }
+    eprint!("PIN: ");
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read the PIN from standard input")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+fn print(json: bool, value: serde_json::Value, human: impl FnOnce()) {
+    if json {
+        println!("{value}");
+    } else {
+        human();
+    }
+}
+
+/// Runs a `kontor agent` subcommand.
+pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run_async(args))
+}
+
+async fn run_async(args: AgentArgs) -> anyhow::Result<ExitCode> {
+    let dir = &args.dir;
+    match args.command {
+        AgentCommand::Enroll {
+            config,
+            ca,
+            device_name,
+            platform,
+        } => {
+            let managed = std::fs::read(&config)
+                .with_context(|| format!("cannot read {}", config.display()))?;
+            let ca_pem = std::fs::read_to_string(&ca)
+                .with_context(|| format!("cannot read {}", ca.display()))?;
+            let pin = pin()?;
+            let agent = Agent::enroll(
+                dir,
+                EnrollOptions {
+                    managed_config: &managed,
+                    ca_pem: &ca_pem,
+                    pin: &pin,
+                    device_name: &device_name,
+                    platform: &platform,
+                },
+            )
+            .await?;
+            let status = agent.status()?;
+            print(args.json, serde_json::to_value(&status)?, || {
+                println!(
+                    "enrolled {} as device {}; relay {}",
+                    status.user, status.device_id, status.relay_url
+                );
+            });
+        }
+        AgentCommand::Status => {
+            let status = Agent::open(dir, &pin()?)?.status()?;
+            print(args.json, serde_json::to_value(&status)?, || {
+                println!(
+                    "user {}\ndevice {}\nrelay {}\nmessages {}",
+                    status.user, status.device_id, status.relay_url, status.messages
+                );
+            });
+        }
+        AgentCommand::Send { to, text } => {
+            let agent = Agent::open(dir, &pin()?)?;
+            let sent = agent.send_text(&to, &text).await?;
+            print(args.json, serde_json::to_value(&sent)?, || {
+                for change in &sent.key_changes {
+                    println!(
+                        "warning: the identity key of {change} changed; compare safety numbers (kontor agent verify)"
+                    );
+                }
+                println!("sent to {to} ({} devices)", sent.devices);
+            });
+        }
+        AgentCommand::Receive => {
+            let agent = Agent::open(dir, &pin()?)?;
+            let (_, received) = agent.receive().await?;
+            print(args.json, serde_json::to_value(&received)?, || {
+                if received.wiped {
+                    println!("this device was wiped by the administration");
+                }
+                for m in &received.messages {
+                    println!("{} ({}): {}", m.from_user, m.conversation, m.text);
+                }
+                for why in &received.dropped {
+                    println!("dropped a message: {why}");
+                }
+                if received.policy_updates > 0 {
+                    println!("applied {} policy update(s)", received.policy_updates);
+                }
+            });
+        }
+        AgentCommand::Inbox => {
+            let messages = Agent::open(dir, &pin()?)?.inbox()?;
+            print(args.json, serde_json::to_value(&messages)?, || {
+                for m in &messages {
+                    let arrow = if m.outgoing { "->" } else { "<-" };
+                    println!("{arrow} {} {}: {}", m.conversation, m.from_user, m.text);
+                }
+            });
+        }
+        AgentCommand::Verify { user } => {
+            let numbers = Agent::open(dir, &pin()?)?.safety_number(&user).await?;
+            print(args.json, serde_json::json!(numbers), || {
+                for (device, number) in &numbers {
+                    println!("{user} device {device}:\n  {number}");
+                }
+            });
+        }
+        AgentCommand::Wipe => {
+            Agent::open(dir, &pin()?)?.wipe()?;
+            print(args.json, serde_json::json!({ "wiped": true }), || {
+                println!("wiped {}", dir.display())
+            });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
