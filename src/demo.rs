@@ -1,181 +1,266 @@
-//! `kontor demo`: shows, step by step, what this build of Kontor does.
-//!
-//! Today that is the end-to-end cryptography of protocol v1, run on this
-//! machine with freshly generated keys: devices, a 1:1 and a group message,
-//! what the relay stores, tamper detection, the PIN-protected store key and
-//! safety numbers. As the relay and agent land, the demo grows into the
-//! full server-and-agents walk-through.
+//! `kontor demo`: the product on this machine, step by step. It starts
+//! `kontor serve` on a temporary data directory, enrolls three devices
+//! zero-touch from the managed configuration an EMM would push, exchanges
+//! messages between them, shows a safety number, lets a wrong PIN wipe a
+//! device, and checks that no plaintext reached the server's disk.
 
-use std::process::ExitCode;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::Instant;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::Args;
-use kontor_crypto::{
-    DeviceId, IdentitySecret, MessageId, Recipient, RecordCipher, Sender, fingerprint, open,
-    safety_number, seal, store,
+use kontor_agent::agent::{Agent, EnrollOptions};
+use kontor_managed_config::{
+    EnrollmentToken, OrgId, Policy, ServerUrl, UserIdentity, android, apple,
 };
+use kontor_relay::client::DeviceClient;
 
 /// Options of `kontor demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// The demo PIN for the local store key file.
-    #[arg(long, default_value = "482913")]
-    pin: String,
+    /// Keep the temporary directory (server and devices) for a look afterwards.
+    #[arg(long)]
+    keep: bool,
 }
 
-struct Device {
-    user: &'static str,
-    id: DeviceId,
-    key: IdentitySecret,
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+const ADMIN_KEY: &str = "demo-admin-key";
+
+fn start_server(data: &Path, device_port: u16, enroll_port: u16) -> anyhow::Result<Server> {
+    let exe = std::env::current_exe().context("cannot find the kontor binary")?;
+    let mut child = Command::new(exe)
+        .args(["serve", "--admin-key", ADMIN_KEY, "--data-dir"])
+        .arg(data)
+        .args(["--device-listen", &format!("127.0.0.1:{device_port}")])
+        .args(["--enroll-listen", &format!("127.0.0.1:{enroll_port}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot start kontor serve")?;
+    let stdout = child.stdout.take().context("no server output")?;
+    let server = Server(child);
+    for line in BufReader::new(stdout).lines().take(10) {
+        let line = line?;
+        println!("    server: {}", line.trim_start_matches("kontor: "));
+        if line.contains("root CA") {
+            return Ok(server);
+        }
+    }
+    bail!("kontor serve did not start")
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn scan(dir: &Path, needle: &[u8], files: &mut usize) -> anyhow::Result<bool> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            if scan(&path, needle, files)? {
+                return Ok(true);
+            }
+        } else {
+            *files += 1;
+            if contains(&std::fs::read(&path)?, needle) {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
 }
 
 /// Runs the demo.
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
-    let mut rng = kontor_crypto::os_rng();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(demo(args))
+}
+
+async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let tmp = tempfile::Builder::new()
+        .prefix("kontor-demo-")
+        .tempdir()
+        .context("cannot create a temporary directory")?;
+    let root_dir = if args.keep {
+        tmp.keep()
+    } else {
+        tmp.path().to_owned()
+    };
+    let data = root_dir.join("server");
     let mut step = 0;
-    let mut say = |text: String| {
+    let mut say = |text: &str| {
         step += 1;
         println!("\n[{step}] {text}");
     };
 
+    say("The organisation starts its own Kontor server (SQLite, its own CA, TLS everywhere).");
+    let (device_port, enroll_port) = (free_port()?, free_port()?);
+    let _server = start_server(&data, device_port, enroll_port)?;
+    let ca_pem = std::fs::read_to_string(data.join("root.pem"))?;
+    let root_der = {
+        use rustls_pki_types::CertificateDer;
+        use rustls_pki_types::pem::PemObject;
+        CertificateDer::from_pem_slice(ca_pem.as_bytes())?.to_vec()
+    };
+
     say(
-        "Three employees enroll one device each: every device makes an X25519 identity key.".into(),
+        "The admin creates one-use enrollment tokens; the EMM pushes them as managed app configuration.",
     );
-    let devices: Vec<Device> = ["anna@example.org", "ben@example.org", "clara@example.org"]
-        .into_iter()
-        .map(|user| Device {
-            user,
-            id: DeviceId::random(&mut rng),
-            key: IdentitySecret::generate(&mut rng),
-        })
-        .collect();
-    for d in &devices {
-        println!(
-            "    {:<20} device {}  identity key {}",
-            d.user,
-            d.id,
-            d.key.public().to_hex()
+    let admin =
+        DeviceClient::anonymous(&format!("127.0.0.1:{enroll_port}"), "localhost", &root_der)?;
+    let users = [
+        ("anna@example.org", "ios"),
+        ("ben@example.org", "android"),
+        ("clara@example.org", "android"),
+    ];
+    let mut configs = Vec::new();
+    for (user, platform) in users {
+        let body = serde_json::json!({ "binding": "user", "bound_to": user, "lifetime_seconds": 900, "label": "demo" });
+        let answer = admin
+            .request_with(
+                "POST",
+                "/v1/admin/tokens",
+                &[
+                    ("authorization", &format!("Bearer {ADMIN_KEY}")),
+                    ("content-type", "application/json"),
+                ],
+                body.to_string().into_bytes(),
+            )
+            .await?;
+        if answer.status != 201 {
+            bail!("token creation failed: {}", answer.code());
+        }
+        let token = answer.json()["token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let mut policy = Policy::new(
+            ServerUrl::parse(&format!("https://localhost:{enroll_port}"))?,
+            OrgId::parse("demo-gmbh")?,
         );
+        policy.enrollment_token = Some(EnrollmentToken::parse(&token)?);
+        policy.user_identity = Some(UserIdentity::parse(user)?);
+        policy.pin.max_failed_attempts = 3;
+        let (format, bytes) = if platform == "ios" {
+            (
+                "Apple managed app configuration (plist)",
+                apple::configuration_plist(&policy)?,
+            )
+        } else {
+            (
+                "Android restrictions bundle (JSON)",
+                android::bundle_json(&policy)?,
+            )
+        };
+        println!("    {user:<20} {platform:<8} gets an {format} with its token");
+        configs.push((user, platform, bytes));
     }
-    let [anna, ben, clara] = &devices[..] else {
-        unreachable!("three devices were just made")
-    };
-    let recipient = |d: &Device| Recipient {
-        device_id: d.id,
-        identity: d.key.public(),
-    };
 
-    say("Anna sends Ben a 1:1 message, sealed on her device.".into());
-    let text = "Treffen um 10 Uhr im Raum 2.14";
-    let message_id = MessageId::random(&mut rng);
-    let envelope = seal(
-        &mut rng,
-        message_id,
-        Sender {
-            device_id: anna.id,
-            identity: &anna.key,
-        },
-        &[recipient(ben)],
-        text.as_bytes(),
-    )?;
-    println!(
-        "    the relay stores {} body bytes once and one {}-byte header+wrap for Ben's device; it holds no key to read them",
-        envelope.body().len(),
-        kontor_crypto::envelope::DELIVERY_LEN
+    say(
+        "Each phone enrolls zero-touch: it makes its keys, sends a CSR with the token, gets its certificate. The user only picks a PIN.",
     );
-    let sealed = envelope
-        .sealed_for(ben.id)
-        .context("Ben's device is a recipient")?;
-    let opened = open(&sealed, &ben.key, Some(ben.id), &anna.key.public())?;
-    println!(
-        "    Ben's device opens it: {:?}",
-        String::from_utf8_lossy(&opened.plaintext)
-    );
-
-    say("Anna writes to the group (Ben and Clara): one body, one wrap per device.".into());
-    let group_text = "Die Präsentation ist fertig.";
-    let group_message_id = MessageId::random(&mut rng);
-    let group = seal(
-        &mut rng,
-        group_message_id,
-        Sender {
-            device_id: anna.id,
-            identity: &anna.key,
-        },
-        &[recipient(ben), recipient(clara)],
-        group_text.as_bytes(),
-    )?;
-    for d in [ben, clara] {
-        let sealed = group
-            .sealed_for(d.id)
-            .context("group member is a recipient")?;
-        let opened = open(&sealed, &d.key, Some(d.id), &anna.key.public())?;
+    let mut agents = Vec::new();
+    for (user, platform, config) in &configs {
+        let dir = root_dir.join(user.split('@').next().unwrap_or("device"));
+        let agent = Agent::enroll(
+            &dir,
+            EnrollOptions {
+                managed_config: config.as_bytes(),
+                ca_pem: &ca_pem,
+                pin: "482913",
+                device_name: "demo phone",
+                platform,
+            },
+        )
+        .await?;
         println!(
-            "    {:<20} reads {:?}",
-            d.user,
-            String::from_utf8_lossy(&opened.plaintext)
+            "    {user:<20} enrolled as device {}",
+            agent.status()?.device_id
         );
+        agents.push(agent);
     }
 
-    say("Someone on the way flips one bit, or hands Clara the message meant for Ben.".into());
-    let mut tampered = sealed.clone();
-    let last = tampered.len() - 1;
-    tampered[last] ^= 1;
-    match open(&tampered, &ben.key, Some(ben.id), &anna.key.public()) {
-        Err(e) => println!("    flipped bit: refused at step `{}` ({e})", e.step()),
-        Ok(_) => anyhow::bail!("a tampered message opened"),
-    }
-    match open(&sealed, &clara.key, Some(clara.id), &anna.key.public()) {
-        Err(e) => println!("    wrong device: refused at step `{}` ({e})", e.step()),
-        Ok(_) => anyhow::bail!("a message opened on the wrong device"),
-    }
-
-    say(format!(
-        "Ben's phone keeps its store key in a key file wrapped by scrypt(PIN), N = 2^{}.",
-        store::DEFAULT_LOG2_N
-    ));
-    let started = Instant::now();
-    let (store_key, key_file) = kontor_crypto::create_key_file(&mut rng, &args.pin)?;
+    say("Anna writes to Ben while Ben's phone is offline; the server keeps only ciphertext.");
+    let marker = "Treffen um 10 Uhr in Raum 2.14";
+    let sent = agents[0].send_text("ben@example.org", marker).await?;
     println!(
-        "    key file: {} bytes, created in {:.2?}",
-        key_file.len(),
+        "    sealed for {} device(s), accepted by the server",
+        sent.devices
+    );
+
+    say("Ben's phone comes online and catches up; then he answers.");
+    let ben = agents.remove(1);
+    let (ben, received) = ben.receive().await?;
+    let ben = ben.context("Ben's device is still enrolled")?;
+    for m in &received.messages {
+        println!("    Ben reads from {}: {:?}", m.from_user, m.text);
+    }
+    ben.send_text("anna@example.org", "Passt, bis gleich!")
+        .await?;
+    let anna = agents.remove(0);
+    let (anna, received) = anna.receive().await?;
+    let anna = anna.context("Anna's device is still enrolled")?;
+    for m in &received.messages {
+        println!("    Anna reads from {}: {:?}", m.from_user, m.text);
+    }
+
+    say("Anna and Ben compare safety numbers to be sure no one swapped their keys.");
+    for (_, number) in anna.safety_number("ben@example.org").await? {
+        println!("    {number}");
+    }
+
+    say("Nothing readable reached the server's disk.");
+    let mut files = 0;
+    let found = scan(&data, marker.as_bytes(), &mut files)?;
+    println!(
+        "    scanned {files} files in the server's data directory: plaintext {}",
+        if found { "FOUND" } else { "not found" }
+    );
+    if found {
+        bail!("plaintext found on the server");
+    }
+
+    say("Clara's phone is stolen; the thief guesses the PIN three times (the policy's limit).");
+    let clara_dir = agents[0].dir();
+    drop(agents);
+    for guess in ["000000", "123456", "111111"] {
+        match Agent::open(&clara_dir, guess) {
+            Err(e) => println!("    PIN {guess}: {e}"),
+            Ok(_) => bail!("a wrong PIN opened the store"),
+        }
+    }
+    match Agent::open(&clara_dir, "482913") {
+        Err(e) => println!("    even the right PIN now: {e}"),
+        Ok(_) => bail!("a wiped store opened"),
+    }
+    drop((anna, ben));
+
+    println!(
+        "\nDone in {:.1?}: three devices enrolled, messages exchanged end to end, one device wiped.",
         started.elapsed()
     );
-    let records = RecordCipher::new(&store_key);
-    let record = records.seal(&mut rng, "messages", &1i64.to_be_bytes(), text.as_bytes());
-    println!(
-        "    message row 1 stored encrypted: {} bytes, bound to table and row",
-        record.len()
-    );
-    match kontor_crypto::open_key_file(&key_file, "000000") {
-        Err(e) => println!("    wrong PIN: {e}"),
-        Ok(_) => anyhow::bail!("a wrong PIN opened the key file"),
+    if args.keep {
+        println!("Everything is kept in {}", root_dir.display());
     }
-    let started = Instant::now();
-    let unlocked = kontor_crypto::open_key_file(&key_file, &args.pin)?;
-    let row = RecordCipher::new(&unlocked).open("messages", &1i64.to_be_bytes(), &record)?;
-    println!(
-        "    right PIN: unlocked in {:.2?}, row 1 reads {:?}",
-        started.elapsed(),
-        String::from_utf8_lossy(&row)
-    );
-
-    say("Anna and Ben compare safety numbers to be sure no one swapped their keys.".into());
-    let anna_pub = anna.key.public();
-    let ben_pub = ben.key.public();
-    let number = safety_number(
-        fingerprint::Party {
-            id: anna.user,
-            identity: &anna_pub,
-        },
-        fingerprint::Party {
-            id: ben.user,
-            identity: &ben_pub,
-        },
-    );
-    println!("    {number}");
-
-    println!("\nDone: every step above ran on this machine with fresh keys.");
     Ok(ExitCode::SUCCESS)
 }

@@ -55,17 +55,28 @@ fn verify_vectors_names_an_unreadable_or_foreign_file() {
 }
 
 #[test]
-fn demo_runs_and_shows_each_step() {
+fn demo_runs_the_product_and_shows_each_step() {
     let out = kontor(&["demo"]);
     let text = stdout(&out);
-    assert!(out.status.success(), "{text}");
     assert!(
-        text.contains("Ben's device opens it: \"Treffen um 10 Uhr im Raum 2.14\""),
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("Ben reads from anna@example.org: \"Treffen um 10 Uhr in Raum 2.14\""),
         "{text}"
     );
-    assert!(text.contains("refused at step `body_hash`"), "{text}");
-    assert!(text.contains("wrong PIN"), "{text}");
-    assert!(text.contains("Done:"), "{text}");
+    assert!(
+        text.contains("Anna reads from ben@example.org: \"Passt, bis gleich!\""),
+        "{text}"
+    );
+    assert!(text.contains("plaintext not found"), "{text}");
+    assert!(
+        text.contains("even the right PIN now: this device's Kontor data was wiped"),
+        "{text}"
+    );
+    assert!(text.contains("Done in"), "{text}");
 }
 
 /// Runs the second implementation of protocol v1 (Python, on OpenSSL via
