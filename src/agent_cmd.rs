@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use kontor_agent::agent::{Agent, EnrollOptions};
+use kontor_agent::agent::{Agent, Conversation, EnrollOptions};
 
 /// `kontor agent` options.
 #[derive(Debug, Args)]
@@ -43,14 +43,52 @@ pub enum AgentCommand {
     },
     /// Show this device's state.
     Status,
-    /// Send a text to a user.
+    /// Send a text to a user (`USER` or `user:USER`) or a group (`group:ID`).
     Send {
-        /// The recipient's user id.
+        /// The conversation.
         #[arg(long)]
         to: String,
         /// The text.
         text: String,
     },
+    /// Send a file, if the policy allows its kind.
+    SendFile {
+        /// The conversation.
+        #[arg(long)]
+        to: String,
+        /// The file.
+        #[arg(long)]
+        file: PathBuf,
+        /// Its media type.
+        #[arg(long, default_value = "application/octet-stream")]
+        media_type: String,
+    },
+    /// Save the file of stored message INDEX (as `inbox` numbers them).
+    FetchFile {
+        /// The message.
+        #[arg(long)]
+        index: usize,
+        /// Where to write it.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Copy the text of stored message INDEX out of Kontor (if the policy allows).
+    Copy {
+        /// The message.
+        #[arg(long)]
+        index: usize,
+    },
+    /// Create a group; you become its admin.
+    GroupCreate {
+        /// The group's name.
+        #[arg(long)]
+        name: String,
+        /// Members (user ids).
+        #[arg(long = "member")]
+        members: Vec<String>,
+    },
+    /// List your groups.
+    Groups,
     /// Fetch what is waiting: messages, policy updates, a wipe.
     Receive,
     /// Show the stored messages.
@@ -139,7 +177,7 @@ async fn run_async(args: AgentArgs) -> anyhow::Result<ExitCode> {
         }
         AgentCommand::Send { to, text } => {
             let agent = Agent::open(dir, &pin()?)?;
-            let sent = agent.send_text(&to, &text).await?;
+            let sent = agent.send_text(&Conversation::parse(&to)?, &text).await?;
             print(args.json, serde_json::to_value(&sent)?, || {
                 for change in &sent.key_changes {
                     println!(
@@ -147,6 +185,70 @@ async fn run_async(args: AgentArgs) -> anyhow::Result<ExitCode> {
                     );
                 }
                 println!("sent to {to} ({} devices)", sent.devices);
+            });
+        }
+        AgentCommand::SendFile {
+            to,
+            file,
+            media_type,
+        } => {
+            let agent = Agent::open(dir, &pin()?)?;
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "file".into());
+            let sent = agent
+                .send_file(&Conversation::parse(&to)?, &name, &media_type, &bytes)
+                .await?;
+            print(args.json, serde_json::to_value(&sent)?, || {
+                println!("sent {name} to {to} ({} devices)", sent.devices)
+            });
+        }
+        AgentCommand::FetchFile { index, out } => {
+            let agent = Agent::open(dir, &pin()?)?;
+            let (attachment, bytes) = agent.fetch_file(index).await?;
+            std::fs::write(&out, &bytes)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            print(
+                args.json,
+                serde_json::json!({ "name": attachment.name, "size": bytes.len() }),
+                || {
+                    println!(
+                        "saved {} ({} bytes) to {}",
+                        attachment.name,
+                        bytes.len(),
+                        out.display()
+                    );
+                },
+            );
+        }
+        AgentCommand::Copy { index } => {
+            let text = Agent::open(dir, &pin()?)?.export_text(index)?;
+            print(args.json, serde_json::json!({ "text": text }), || {
+                println!("{text}")
+            });
+        }
+        AgentCommand::GroupCreate { name, members } => {
+            let id = Agent::open(dir, &pin()?)?
+                .create_group(&name, &members)
+                .await?;
+            print(args.json, serde_json::json!({ "group": id }), || {
+                println!("created group:{id}")
+            });
+        }
+        AgentCommand::Groups => {
+            let groups = Agent::open(dir, &pin()?)?.groups().await?;
+            print(args.json, groups.clone(), || {
+                for g in groups.as_array().into_iter().flatten() {
+                    println!(
+                        "group:{} {} ({} members)",
+                        g["id"].as_str().unwrap_or(""),
+                        g["name"].as_str().unwrap_or(""),
+                        g["members"].as_array().map_or(0, Vec::len)
+                    );
+                }
             });
         }
         AgentCommand::Receive => {
@@ -170,9 +272,12 @@ async fn run_async(args: AgentArgs) -> anyhow::Result<ExitCode> {
         AgentCommand::Inbox => {
             let messages = Agent::open(dir, &pin()?)?.inbox()?;
             print(args.json, serde_json::to_value(&messages)?, || {
-                for m in &messages {
+                for (i, m) in messages.iter().enumerate() {
                     let arrow = if m.outgoing { "->" } else { "<-" };
-                    println!("{arrow} {} {}: {}", m.conversation, m.from_user, m.text);
+                    println!(
+                        "{i:>3} {arrow} {} {}: {}",
+                        m.conversation, m.from_user, m.text
+                    );
                 }
             });
         }

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use kontor_agent::agent::{Agent, EnrollOptions};
+use kontor_agent::agent::{Agent, Conversation, EnrollOptions};
 use kontor_managed_config::{
     EnrollmentToken, OrgId, Policy, ServerUrl, UserIdentity, android, apple,
 };
@@ -202,7 +202,9 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
     say("Anna writes to Ben while Ben's phone is offline; the server keeps only ciphertext.");
     let marker = "Treffen um 10 Uhr in Raum 2.14";
-    let sent = agents[0].send_text("ben@example.org", marker).await?;
+    let sent = agents[0]
+        .send_text(&Conversation::User("ben@example.org".into()), marker)
+        .await?;
     println!(
         "    sealed for {} device(s), accepted by the server",
         sent.devices
@@ -215,8 +217,11 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     for m in &received.messages {
         println!("    Ben reads from {}: {:?}", m.from_user, m.text);
     }
-    ben.send_text("anna@example.org", "Passt, bis gleich!")
-        .await?;
+    ben.send_text(
+        &Conversation::User("anna@example.org".into()),
+        "Passt, bis gleich!",
+    )
+    .await?;
     let anna = agents.remove(0);
     let (anna, received) = anna.receive().await?;
     let anna = anna.context("Anna's device is still enrolled")?;

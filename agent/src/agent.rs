@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 use kontor_crypto::{
     DeviceId, IdentityPublic, IdentitySecret, MessageId, Recipient, SealedMessage, Sender,
 };
-use kontor_managed_config::{Decoded, Policy, decode};
+use kontor_managed_config::{Attachment, Decoded, Policy, android, decode};
 use kontor_relay::client::{Answer, DeviceClient};
 use kontor_relay::wire::{self, PostedEnvelope};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::store::{self, Contact, LocalStore, StoredMessage};
+use crate::store::{self, AttachmentRef, Contact, LocalStore, StoredMessage};
 
 /// What enrollment needs besides the data directory.
 #[derive(Debug, Clone, Copy)]
@@ -85,6 +85,49 @@ pub struct Received {
     pub policy_updates: usize,
     /// The device was wiped by command.
     pub wiped: bool,
+}
+
+/// A conversation: with a user, or a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Conversation {
+    /// 1:1 with this user.
+    User(String),
+    /// A group, by its 16-byte id.
+    Group([u8; 16]),
+}
+
+impl Conversation {
+    /// `user:<id>` or `group:<hex>`, or a bare user id.
+    pub fn parse(text: &str) -> Result<Self> {
+        match text.strip_prefix("group:") {
+            Some(hex_id) => {
+                let mut id = [0u8; 16];
+                hex::decode_to_slice(hex_id, &mut id)
+                    .map_err(|_| Error::Config("a group id is 32 hex digits".into()))?;
+                Ok(Conversation::Group(id))
+            }
+            None => Ok(Conversation::User(
+                text.strip_prefix("user:").unwrap_or(text).to_owned(),
+            )),
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        match self {
+            Conversation::User(u) => serde_json::json!({ "user": u }),
+            Conversation::Group(id) => serde_json::json!({ "group": hex::encode(id) }),
+        }
+    }
+}
+
+/// The policy's attachment kind of a media type.
+pub fn attachment_kind(media_type: &str) -> Attachment {
+    match media_type.split('/').next().unwrap_or("") {
+        "image" => Attachment::Images,
+        "video" => Attachment::Videos,
+        "audio" => Attachment::Audio,
+        _ => Attachment::Files,
+    }
 }
 
 /// Reads a managed configuration in any format managed-config decodes.
@@ -382,19 +425,40 @@ impl Agent {
         Ok(changed)
     }
 
-    /// Sends a text to every device of `to_user` and this user's other devices.
-    pub async fn send_text(&self, to_user: &str, text: &str) -> Result<Sent> {
-        if to_user == self.user {
-            return Err(Error::Config("write to another user".into()));
+    /// The policy in force: the managed configuration, with the policy
+    /// updates the relay pushed applied on top.
+    pub fn policy(&self) -> Result<Policy> {
+        let base = read_managed_config(&self.store.secret("managed_config")?)?.policy;
+        let Ok(update) = self.store.secret("policy_update") else {
+            return Ok(base);
+        };
+        let mut merged: serde_json::Map<String, serde_json::Value> = serde_json::from_str(
+            &android::bundle_json(&base).map_err(|e| Error::Config(e.to_string()))?,
+        )
+        .map_err(|e| Error::Config(e.to_string()))?;
+        let update: serde_json::Value =
+            serde_json::from_slice(&update).map_err(|e| Error::Corrupt(e.to_string()))?;
+        if let Some(update) = update.as_object() {
+            merged.extend(update.clone());
         }
-        let mut recipients = Vec::new();
+        let bytes = serde_json::to_vec(&merged).map_err(|e| Error::Config(e.to_string()))?;
+        decode::json(&bytes)
+            .map(|d| d.policy)
+            .map_err(|e| Error::Config(format!("pushed policy: {e}")))
+    }
+
+    /// Who a conversation's messages go to: every device of the peer (or of
+    /// every group member) and this user's own other devices.
+    async fn recipients_for(&self, users: &[String]) -> Result<(Vec<Recipient>, Vec<String>)> {
+        let mut recipients: Vec<Recipient> = Vec::new();
         let mut key_changes = Vec::new();
-        for (user, devices) in [
-            (to_user, self.devices_of(to_user).await?),
-            (self.user.as_str(), self.devices_of(&self.user).await?),
-        ] {
-            for (device, key) in devices {
-                if device == self.device_id {
+        let mut all: Vec<&str> = users.iter().map(String::as_str).collect();
+        if !all.contains(&self.user.as_str()) {
+            all.push(&self.user);
+        }
+        for user in all {
+            for (device, key) in self.devices_of(user).await? {
+                if device == self.device_id || recipients.iter().any(|r| r.device_id.0 == device) {
                     continue;
                 }
                 if self.pin_key(&device, user, &key)? {
@@ -406,16 +470,49 @@ impl Agent {
                 });
             }
         }
-        if !recipients.iter().any(|_| true) {
+        Ok((recipients, key_changes))
+    }
+
+    /// Seals `content` for the conversation and posts it.
+    async fn post(
+        &self,
+        conversation: &Conversation,
+        content: serde_json::Value,
+        blobs: &[[u8; 16]],
+        text: String,
+        attachment: Option<AttachmentRef>,
+    ) -> Result<Sent> {
+        let (users, group_id, name) = match conversation {
+            Conversation::User(u) => (vec![u.clone()], None, format!("user:{u}")),
+            Conversation::Group(id) => {
+                let answer = self
+                    .call(
+                        "GET",
+                        &format!("/v1/groups/{}", hex::encode(id)),
+                        None,
+                        Vec::new(),
+                    )
+                    .await?;
+                if answer.status != 200 {
+                    return Err(refused(&answer));
+                }
+                let members = answer.json()["members"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|m| m["user_id"].as_str().map(str::to_owned))
+                    .collect();
+                (members, Some(*id), format!("group:{}", hex::encode(id)))
+            }
+        };
+        let (recipients, key_changes) = self.recipients_for(&users).await?;
+        if recipients.is_empty() {
             return Err(Error::Refused {
                 code: "no_devices".into(),
-                message: format!("{to_user} has no enrolled device"),
+                message: "no enrolled device to send to".into(),
             });
         }
-        let sent_at_ms = now_ms();
-        let content = serde_json::json!({
-            "v": 1, "kind": "text", "conversation": { "user": to_user }, "sent_at_ms": sent_at_ms, "text": text,
-        });
         let mut rng = kontor_crypto::os_rng();
         let message_id = MessageId::random(&mut rng);
         let sealed = kontor_crypto::seal(
@@ -434,7 +531,7 @@ impl Agent {
             .iter()
             .map(|d| &d.as_bytes()[..])
             .collect();
-        let envelope = PostedEnvelope::encode(None, &[], &deliveries, sealed.body());
+        let envelope = PostedEnvelope::encode(group_id, blobs, &deliveries, sealed.body());
         let answer = self
             .call(
                 "POST",
@@ -447,19 +544,152 @@ impl Agent {
             return Err(refused(&answer));
         }
         self.store.add_message(&StoredMessage {
-            conversation: format!("user:{to_user}"),
+            conversation: name,
             from_user: self.user.clone(),
             from_device: hex::encode(self.device_id),
             outgoing: true,
-            kind: "text".into(),
-            text: text.to_owned(),
-            sent_at_ms,
+            kind: content["kind"].as_str().unwrap_or("text").to_owned(),
+            text,
+            sent_at_ms: content["sent_at_ms"].as_i64().unwrap_or(0),
+            attachment,
         })?;
         Ok(Sent {
             message_id: message_id.to_hex(),
             devices: recipients.len(),
             key_changes,
         })
+    }
+
+    /// Sends a text to a user or a group.
+    pub async fn send_text(&self, to: &Conversation, text: &str) -> Result<Sent> {
+        if matches!(to, Conversation::User(u) if *u == self.user) {
+            return Err(Error::Config("write to another user".into()));
+        }
+        let content = serde_json::json!({
+            "v": 1, "kind": "text", "conversation": to.json(), "sent_at_ms": now_ms(), "text": text,
+        });
+        self.post(to, content, &[], text.to_owned(), None).await
+    }
+
+    /// Sends a file, if the policy allows its kind: encrypted under its own
+    /// key, uploaded as an opaque blob, named by the message.
+    pub async fn send_file(
+        &self,
+        to: &Conversation,
+        name: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<Sent> {
+        let kind = attachment_kind(media_type);
+        let policy = self.policy()?;
+        if !policy.restrictions.attachments.contains(&kind) {
+            return Err(Error::Policy {
+                policy: "allowed_attachments",
+                what: format!("sending {} ({media_type})", kind.as_str()),
+            });
+        }
+        let mut rng = kontor_crypto::os_rng();
+        let blob_id = kontor_crypto::BlobId::random(&mut rng);
+        let (key, blob) =
+            kontor_crypto::encrypt_blob(&mut rng, blob_id, DeviceId(self.device_id), bytes);
+        let answer = self
+            .call(
+                "PUT",
+                &format!("/v1/blobs/{}", blob_id.to_hex()),
+                Some("application/octet-stream"),
+                blob,
+            )
+            .await?;
+        if answer.status != 201 {
+            return Err(refused(&answer));
+        }
+        let attachment = AttachmentRef {
+            blob_id: blob_id.to_hex(),
+            key: hex::encode(key.as_bytes()),
+            sender_device: hex::encode(self.device_id),
+            name: name.to_owned(),
+            media_type: media_type.to_owned(),
+            size: u64::try_from(bytes.len()).unwrap_or(u64::MAX),
+        };
+        let content = serde_json::json!({
+            "v": 1, "kind": "file", "conversation": to.json(), "sent_at_ms": now_ms(),
+            "file": { "blob_id": attachment.blob_id, "key": attachment.key, "size": attachment.size,
+                      "media_type": media_type, "name": name },
+        });
+        let summary = format!("[file {name}, {} bytes]", bytes.len());
+        self.post(to, content, &[blob_id.0], summary, Some(attachment))
+            .await
+    }
+
+    /// Downloads and decrypts the attachment of stored message `index`.
+    pub async fn fetch_file(&self, index: usize) -> Result<(AttachmentRef, Vec<u8>)> {
+        let messages = self.store.messages()?;
+        let attachment = messages
+            .get(index)
+            .and_then(|m| m.attachment.clone())
+            .ok_or_else(|| Error::Config(format!("message {index} carries no file")))?;
+        let answer = self
+            .call(
+                "GET",
+                &format!("/v1/blobs/{}", attachment.blob_id),
+                None,
+                Vec::new(),
+            )
+            .await?;
+        if answer.status != 200 {
+            return Err(refused(&answer));
+        }
+        let key_bytes: [u8; 64] = hex::decode(&attachment.key)
+            .ok()
+            .and_then(|k| k.try_into().ok())
+            .ok_or_else(|| Error::Corrupt("attachment key".into()))?;
+        let plain = kontor_crypto::decrypt_blob(
+            &kontor_crypto::ContentKey::from_bytes(key_bytes),
+            kontor_crypto::BlobId(array16(&attachment.blob_id, "blob id")?),
+            DeviceId(array16(&attachment.sender_device, "device id")?),
+            &answer.body,
+        )
+        .map_err(|e| Error::Dropped(format!("attachment: {e}")))?;
+        Ok((attachment, plain.to_vec()))
+    }
+
+    /// Copies a message's text out of Kontor, if copy and paste is allowed.
+    pub fn export_text(&self, index: usize) -> Result<String> {
+        if !self.policy()?.restrictions.copy_paste {
+            return Err(Error::Policy {
+                policy: "allow_copy_paste",
+                what: "copying a message out of Kontor".into(),
+            });
+        }
+        self.store
+            .messages()?
+            .get(index)
+            .map(|m| m.text.clone())
+            .ok_or_else(|| Error::Config(format!("no message {index}")))
+    }
+
+    /// Creates a group with `members` (user ids); this user becomes its admin.
+    pub async fn create_group(&self, name: &str, members: &[String]) -> Result<String> {
+        let id = kontor_crypto::BlobId::random(&mut kontor_crypto::os_rng()).to_hex();
+        let body = serde_json::json!({ "id": id, "name": name, "members": members })
+            .to_string()
+            .into_bytes();
+        let answer = self
+            .call("POST", "/v1/groups", Some("application/json"), body)
+            .await?;
+        if answer.status != 201 {
+            return Err(refused(&answer));
+        }
+        Ok(id)
+    }
+
+    /// This user's groups as the relay lists them (id, name, members).
+    pub async fn groups(&self) -> Result<serde_json::Value> {
+        let answer = self.call("GET", "/v1/groups", None, Vec::new()).await?;
+        if answer.status != 200 {
+            return Err(refused(&answer));
+        }
+        Ok(answer.json()["groups"].clone())
     }
 
     /// The key this device expects for a sender device: pinned, or from the
@@ -590,9 +820,27 @@ impl Agent {
             (None, Some(g)) => format!("group:{g}"),
             _ => return Err(Error::Dropped("content names no conversation".into())),
         };
-        let text = match kind.as_str() {
-            "text" => content["text"].as_str().unwrap_or("").to_owned(),
-            other => format!("[unsupported message kind {other:?}]"),
+        let (text, attachment) = match kind.as_str() {
+            "text" => (content["text"].as_str().unwrap_or("").to_owned(), None),
+            "file" => {
+                let f = &content["file"];
+                let attachment = AttachmentRef {
+                    blob_id: f["blob_id"].as_str().unwrap_or("").to_owned(),
+                    key: f["key"].as_str().unwrap_or("").to_owned(),
+                    sender_device: sender_device.to_hex(),
+                    name: f["name"].as_str().unwrap_or("file").to_owned(),
+                    media_type: f["media_type"]
+                        .as_str()
+                        .unwrap_or("application/octet-stream")
+                        .to_owned(),
+                    size: f["size"].as_u64().unwrap_or(0),
+                };
+                (
+                    format!("[file {}, {} bytes]", attachment.name, attachment.size),
+                    Some(attachment),
+                )
+            }
+            other => (format!("[unsupported message kind {other:?}]"), None),
         };
         let message = StoredMessage {
             conversation,
@@ -602,6 +850,7 @@ impl Agent {
             kind,
             text,
             sent_at_ms: content["sent_at_ms"].as_i64().unwrap_or(0),
+            attachment,
         };
         self.store.add_message(&message)?;
         Ok(Some(message))

@@ -62,6 +62,26 @@ pub struct StoredMessage {
     pub text: String,
     /// The sender's clock, for display.
     pub sent_at_ms: i64,
+    /// The attachment a file message carries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<AttachmentRef>,
+}
+
+/// Where a received file is and how to open it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentRef {
+    /// The blob id, hex.
+    pub blob_id: String,
+    /// The blob's 64-byte key, hex (kept encrypted in the store).
+    pub key: String,
+    /// The uploading device, hex (bound into the blob's MAC).
+    pub sender_device: String,
+    /// File name.
+    pub name: String,
+    /// Media type.
+    pub media_type: String,
+    /// Size in bytes.
+    pub size: u64,
 }
 
 /// A pinned contact device.
@@ -383,6 +403,7 @@ mod tests {
                 kind: "text".into(),
                 text: "MARKER-TEXT-4711".into(),
                 sent_at_ms: 1,
+                attachment: None,
             })
             .unwrap();
         assert!(store.mark_seen(&[1; 16], &[2; 16]).unwrap());

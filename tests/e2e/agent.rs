@@ -214,3 +214,215 @@ async fn agents_enroll_zero_touch_exchange_messages_and_a_wrong_pin_limit_wipes(
     assert!(!ben.join("store.key").exists());
     drop(server);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_files_restrictions_and_a_remote_wipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let server = start(&data);
+    let root = root_der(&data);
+    let ca = data.join("root.pem");
+    let ca = ca.to_str().unwrap();
+    let mut devices = Vec::new();
+    for (user, files_allowed, copy_allowed) in [
+        ("anna@example.org", true, false),
+        ("ben@example.org", false, true),
+        ("clara@example.org", true, true),
+    ] {
+        let token = create_token(&server, &root, user).await;
+        let mut p = policy(&server, &token, user);
+        p.restrictions.copy_paste = copy_allowed;
+        p.restrictions.attachments = if files_allowed {
+            kontor_managed_config::Attachment::ALL.into_iter().collect()
+        } else {
+            [kontor_managed_config::Attachment::Images]
+                .into_iter()
+                .collect()
+        };
+        let cfg = dir.path().join(format!("{user}.json"));
+        std::fs::write(&cfg, android::bundle_json(&p).unwrap()).unwrap();
+        let home = dir.path().join(user);
+        let out = agent(
+            &home,
+            "246810",
+            &["enroll", "--config", cfg.to_str().unwrap(), "--ca", ca],
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        devices.push(home);
+    }
+    let (anna, ben, clara) = (&devices[0], &devices[1], &devices[2]);
+
+    // A group of three; a message to it reaches every member.
+    let out = agent(
+        anna,
+        "246810",
+        &[
+            "--json",
+            "group-create",
+            "--name",
+            "Projekt",
+            "--member",
+            "ben@example.org",
+            "--member",
+            "clara@example.org",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let group = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["group"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let to_group = format!("group:{group}");
+    let out = agent(
+        anna,
+        "246810",
+        &["send", "--to", &to_group, "Hallo Projekt"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    for member in [ben, clara] {
+        let out = agent(member, "246810", &["--json", "receive"]);
+        let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            got["messages"][0]["text"],
+            "Hallo Projekt",
+            "{}",
+            text(&out)
+        );
+        assert_eq!(got["messages"][0]["conversation"], to_group);
+    }
+
+    // A file: Anna may send files; Clara downloads and opens it.
+    let file = dir.path().join("bericht.pdf");
+    let content: Vec<u8> = (0..150_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&file, &content).unwrap();
+    let out = agent(
+        anna,
+        "246810",
+        &[
+            "send-file",
+            "--to",
+            "clara@example.org",
+            "--file",
+            file.to_str().unwrap(),
+            "--media-type",
+            "application/pdf",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = agent(clara, "246810", &["--json", "receive"]);
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got["messages"][0]["kind"], "file", "{}", text(&out));
+    let inbox: serde_json::Value =
+        serde_json::from_slice(&agent(clara, "246810", &["--json", "inbox"]).stdout).unwrap();
+    let index = inbox
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|m| m["kind"] == "file")
+        .unwrap();
+    let saved = dir.path().join("saved.pdf");
+    let out = agent(
+        clara,
+        "246810",
+        &[
+            "fetch-file",
+            "--index",
+            &index.to_string(),
+            "--out",
+            saved.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(std::fs::read(&saved).unwrap(), content);
+
+    // Ben's policy allows images only: a PDF is refused, naming the policy.
+    let out = agent(
+        ben,
+        "246810",
+        &[
+            "send-file",
+            "--to",
+            "anna@example.org",
+            "--file",
+            file.to_str().unwrap(),
+            "--media-type",
+            "application/pdf",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("forbidden by policy `allowed_attachments`"),
+        "{}",
+        text(&out)
+    );
+    // Anna may not copy text out of Kontor; Ben may.
+    let out = agent(anna, "246810", &["copy", "--index", "0"]);
+    assert!(
+        !out.status.success() && text(&out).contains("`allow_copy_paste`"),
+        "{}",
+        text(&out)
+    );
+    let out = agent(ben, "246810", &["copy", "--index", "0"]);
+    assert!(
+        out.status.success() && text(&out).contains("Hallo Projekt"),
+        "{}",
+        text(&out)
+    );
+
+    // The admin wipes Clara's device: at its next contact it destroys its
+    // store and confirms; after that it can neither connect nor open.
+    let clara_id = serde_json::from_slice::<serde_json::Value>(
+        &agent(clara, "246810", &["--json", "status"]).stdout,
+    )
+    .unwrap()["device_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let admin = kontor_relay::client::DeviceClient::anonymous(
+        &format!("127.0.0.1:{}", server.enroll_port),
+        "localhost",
+        &root,
+    )
+    .unwrap();
+    let wipe = admin
+        .request_with(
+            "POST",
+            &format!("/v1/admin/devices/{clara_id}/wipe"),
+            &[("authorization", "Bearer test-admin")],
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(wipe.status, 202, "{:?}", wipe.json());
+    let refused = admin
+        .request_with(
+            "POST",
+            &format!("/v1/admin/devices/{clara_id}/wipe"),
+            &[("authorization", "Bearer wrong")],
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 403);
+    let out = agent(clara, "246810", &["receive"]);
+    assert!(
+        out.status.success() && text(&out).contains("wiped by the administration"),
+        "{}",
+        text(&out)
+    );
+    assert!(!clara.join("store.key").exists());
+    let out = agent(clara, "246810", &["status"]);
+    assert!(
+        !out.status.success() && text(&out).contains("wiped"),
+        "{}",
+        text(&out)
+    );
+    // Messages to Clara are refused now.
+    let out = agent(
+        anna,
+        "246810",
+        &["send", "--to", "clara@example.org", "noch da?"],
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    drop(server);
+}
