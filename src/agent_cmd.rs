@@ -91,6 +91,12 @@ pub enum AgentCommand {
     Groups,
     /// Fetch what is waiting: messages, policy updates, a wipe.
     Receive,
+    /// Listen live for SECONDS, printing messages as they arrive.
+    Listen {
+        /// How long to listen.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
     /// Show the stored messages.
     Inbox,
     /// Show the safety numbers with a user's devices.
@@ -268,6 +274,24 @@ async fn run_async(args: AgentArgs) -> anyhow::Result<ExitCode> {
                     println!("applied {} policy update(s)", received.policy_updates);
                 }
             });
+        }
+        AgentCommand::Listen { seconds } => {
+            let agent = Agent::open(dir, &pin()?)?;
+            let json = args.json;
+            let (_, received) = agent
+                .listen(std::time::Duration::from_secs(seconds), |m| {
+                    if json {
+                        println!("{}", serde_json::json!({ "message": m }));
+                    } else {
+                        println!("{} ({}): {}", m.from_user, m.conversation, m.text);
+                    }
+                })
+                .await?;
+            if received.wiped {
+                print(json, serde_json::json!({ "wiped": true }), || {
+                    println!("this device was wiped by the administration")
+                });
+            }
         }
         AgentCommand::Inbox => {
             let messages = Agent::open(dir, &pin()?)?.inbox()?;

@@ -789,6 +789,94 @@ impl Agent {
         Ok((Some(self), report))
     }
 
+    /// Listens live over WebSocket for `duration`: stores and acknowledges
+    /// each message as it arrives, calls `on_message` for it, and obeys a
+    /// wipe command at once. Returns what arrived.
+    pub async fn listen(
+        self,
+        duration: std::time::Duration,
+        mut on_message: impl FnMut(&StoredMessage),
+    ) -> Result<(Option<Self>, Received)> {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+
+        // Whatever waited (and any pending command) first.
+        let (agent, mut report) = self.receive().await?;
+        let Some(agent) = agent else {
+            return Ok((None, report));
+        };
+        for m in &report.messages {
+            on_message(m);
+        }
+        let tls = agent
+            .client
+            .connect()
+            .await
+            .map_err(|e| Error::Unreachable(e.to_string()))?;
+        let url = format!(
+            "wss://{}/v1/ws",
+            agent.relay_url.trim_start_matches("https://")
+        );
+        let (mut ws, _) = tokio_tungstenite::client_async(url, tls)
+            .await
+            .map_err(|e| Error::Unreachable(e.to_string()))?;
+        let deadline = tokio::time::Instant::now() + duration;
+        loop {
+            let frame = match tokio::time::timeout_at(deadline, ws.next()).await {
+                Err(_) => break,
+                Ok(None) => break,
+                Ok(Some(Err(e))) => return Err(Error::Unreachable(e.to_string())),
+                Ok(Some(Ok(frame))) => frame,
+            };
+            match frame {
+                Message::Binary(bytes) => {
+                    let frame = wire::decode_frame(&bytes).map_err(|e| Error::Refused {
+                        code: "bad_answer".into(),
+                        message: e.to_string(),
+                    })?;
+                    match agent.accept(&frame.sealed).await {
+                        Ok(Some(m)) => {
+                            on_message(&m);
+                            report.messages.push(m);
+                        }
+                        Ok(None) => report.dropped.push("replay".into()),
+                        Err(Error::Dropped(why)) => report.dropped.push(why),
+                        Err(e) => return Err(e),
+                    }
+                    // Stored (or dropped for good): now acknowledge.
+                    let ack = serde_json::json!({ "ack": [frame.seq] }).to_string();
+                    ws.send(Message::Text(ack.into()))
+                        .await
+                        .map_err(|e| Error::Unreachable(e.to_string()))?;
+                }
+                Message::Text(text) => {
+                    let command: serde_json::Value =
+                        serde_json::from_str(text.as_str()).unwrap_or_default();
+                    if command["command"]["kind"] == "wipe" {
+                        let id = command["command"]["id"].as_u64().unwrap_or(0);
+                        agent.wipe_by_command(id).await?;
+                        report.wiped = true;
+                        return Ok((None, report));
+                    }
+                    if command["command"]["kind"] == "policy" {
+                        let id = command["command"]["id"].as_u64().unwrap_or(0);
+                        agent.store.put_secret(
+                            "policy_update",
+                            command["command"]["payload"].to_string().as_bytes(),
+                        )?;
+                        agent
+                            .ack_command(id, serde_json::json!({ "applied": true }))
+                            .await?;
+                        report.policy_updates += 1;
+                    }
+                }
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+        Ok((Some(agent), report))
+    }
+
     /// Opens, checks and stores one sealed message. `Ok(None)` for a replay.
     async fn accept(&self, sealed: &[u8]) -> Result<Option<StoredMessage>> {
         let parsed = SealedMessage::parse(sealed)

@@ -426,3 +426,90 @@ async fn groups_files_restrictions_and_a_remote_wipe() {
     assert!(!out.status.success(), "{}", text(&out));
     drop(server);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listening_device_receives_live_and_an_unreachable_server_is_named() {
+    use std::io::BufRead;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let server = start(&data);
+    let root = root_der(&data);
+    let ca = data.join("root.pem");
+    let ca = ca.to_str().unwrap();
+    let mut homes = Vec::new();
+    for user in ["anna@example.org", "ben@example.org"] {
+        let token = create_token(&server, &root, user).await;
+        let cfg = dir.path().join(format!("{user}.plist"));
+        std::fs::write(
+            &cfg,
+            apple::configuration_plist(&policy(&server, &token, user)).unwrap(),
+        )
+        .unwrap();
+        let home = dir.path().join(user);
+        let out = agent(
+            &home,
+            "975310",
+            &["enroll", "--config", cfg.to_str().unwrap(), "--ca", ca],
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        homes.push(home);
+    }
+    let mut listener = Command::new(env!("CARGO_BIN_EXE_kontor"))
+        .args(["agent", "--dir"])
+        .arg(&homes[1])
+        .args(["--json", "listen", "--seconds", "20"])
+        .env("KONTOR_PIN", "975310")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = std::io::BufReader::new(listener.stdout.take().unwrap()).lines();
+    let reader = std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if line.contains("live!") {
+                return Some(line);
+            }
+        }
+        None
+    });
+    // Give the listener time to unlock (scrypt) and connect.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let out = agent(
+        &homes[0],
+        "975310",
+        &["send", "--to", "ben@example.org", "live!"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let line = reader
+        .join()
+        .unwrap()
+        .expect("the listener printed the message");
+    let _ = listener.kill();
+    let _ = listener.wait();
+    let got: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(got["message"]["from_user"], "anna@example.org");
+    // Stored and acknowledged: nothing waits any more.
+    let out = agent(&homes[1], "975310", &["--json", "receive"]);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["messages"],
+        serde_json::json!([])
+    );
+    let inbox = agent(&homes[1], "975310", &["inbox"]);
+    assert!(text(&inbox).contains("live!"));
+
+    // The server goes away: a clear message, and nothing is lost locally.
+    drop(server);
+    let out = agent(
+        &homes[0],
+        "975310",
+        &["send", "--to", "ben@example.org", "anyone there?"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("cannot reach the server"),
+        "{}",
+        text(&out)
+    );
+    let inbox = agent(&homes[1], "975310", &["inbox"]);
+    assert!(inbox.status.success() && text(&inbox).contains("live!"));
+}
