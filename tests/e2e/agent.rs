@@ -465,12 +465,9 @@ async fn a_listening_device_receives_live_and_an_unreachable_server_is_named() {
         .unwrap();
     let lines = std::io::BufReader::new(listener.stdout.take().unwrap()).lines();
     let reader = std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            if line.contains("live!") {
-                return Some(line);
-            }
-        }
-        None
+        lines
+            .map_while(Result::ok)
+            .find(|line| line.contains("live!"))
     });
     // Give the listener time to unlock (scrypt) and connect.
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
