@@ -161,6 +161,13 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         policy.enrollment_token = Some(EnrollmentToken::parse(&token)?);
         policy.user_identity = Some(UserIdentity::parse(user)?);
         policy.pin.max_failed_attempts = 3;
+        if user.starts_with("clara") {
+            // Clara's department may share pictures only, and nothing may be copied out.
+            policy.restrictions.attachments = [kontor_managed_config::Attachment::Images]
+                .into_iter()
+                .collect();
+            policy.restrictions.copy_paste = false;
+        }
         let (format, bytes) = if platform == "ios" {
             (
                 "Apple managed app configuration (plist)",
@@ -229,6 +236,67 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         println!("    Anna reads from {}: {:?}", m.from_user, m.text);
     }
 
+    say("Anna starts a group with Ben and Clara; one message, sealed once per member device.");
+    let group = anna
+        .create_group(
+            "Projekt Nord",
+            &["ben@example.org".into(), "clara@example.org".into()],
+        )
+        .await?;
+    let group_id = Conversation::parse(&format!("group:{group}"))?;
+    let sent = anna.send_text(&group_id, "Kick-off morgen um 9").await?;
+    println!("    group:{group}, sealed for {} device(s)", sent.devices);
+    let clara = agents.remove(0);
+    let (clara, received) = clara.receive().await?;
+    let clara = clara.context("Clara's device is still enrolled")?;
+    for m in &received.messages {
+        println!("    Clara reads in {}: {:?}", m.conversation, m.text);
+    }
+
+    say("Anna sends Ben a file: encrypted on her phone, stored by the server as an opaque blob.");
+    let report: Vec<u8> = b"Quartalsbericht Q3 -- vertraulich\n".repeat(2000);
+    anna.send_file(
+        &Conversation::User("ben@example.org".into()),
+        "bericht.txt",
+        "text/plain",
+        &report,
+    )
+    .await?;
+    let (ben, _) = ben.receive().await?;
+    let ben = ben.context("Ben's device is still enrolled")?;
+    let index = ben
+        .inbox()?
+        .iter()
+        .position(|m| m.attachment.is_some())
+        .context("the file arrived")?;
+    let (attachment, bytes) = ben.fetch_file(index).await?;
+    println!(
+        "    Ben saves {} ({} bytes, intact: {})",
+        attachment.name,
+        bytes.len(),
+        bytes == report
+    );
+
+    say(
+        "Clara's department allows pictures only and no copying: her phone refuses, naming the policy.",
+    );
+    match clara
+        .send_file(
+            &Conversation::User("anna@example.org".into()),
+            "liste.xlsx",
+            "application/vnd.ms-excel",
+            b"x",
+        )
+        .await
+    {
+        Err(e) => println!("    sending a spreadsheet: {e}"),
+        Ok(_) => bail!("a forbidden file was sent"),
+    }
+    match clara.export_text(0) {
+        Err(e) => println!("    copying a message: {e}"),
+        Ok(_) => bail!("copying was allowed"),
+    }
+
     say("Anna and Ben compare safety numbers to be sure no one swapped their keys.");
     for (_, number) in anna.safety_number("ben@example.org").await? {
         println!("    {number}");
@@ -236,18 +304,45 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
     say("Nothing readable reached the server's disk.");
     let mut files = 0;
-    let found = scan(&data, marker.as_bytes(), &mut files)?;
+    let found =
+        scan(&data, marker.as_bytes(), &mut files)? || scan(&data, b"Quartalsbericht", &mut files)?;
     println!(
-        "    scanned {files} files in the server's data directory: plaintext {}",
+        "    scanned the server's data directory: plaintext {}",
         if found { "FOUND" } else { "not found" }
     );
     if found {
         bail!("plaintext found on the server");
     }
 
+    say(
+        "Ben leaves the company: the admin wipes his phone; at its next contact it destroys its data and confirms.",
+    );
+    let ben_id = ben.status()?.device_id;
+    let wipe = admin
+        .request_with(
+            "POST",
+            &format!("/v1/admin/devices/{ben_id}/wipe"),
+            &[("authorization", &format!("Bearer {ADMIN_KEY}"))],
+            Vec::new(),
+        )
+        .await?;
+    if wipe.status != 202 {
+        bail!("wipe was refused: {}", wipe.code());
+    }
+    let ben_dir = ben.dir();
+    let (ben, received) = ben.receive().await?;
+    println!(
+        "    wipe confirmed by the device: {}",
+        received.wiped && ben.is_none()
+    );
+    match Agent::open(&ben_dir, "482913") {
+        Err(e) => println!("    opening Ben's phone afterwards: {e}"),
+        Ok(_) => bail!("a wiped store opened"),
+    }
+
     say("Clara's phone is stolen; the thief guesses the PIN three times (the policy's limit).");
-    let clara_dir = agents[0].dir();
-    drop(agents);
+    let clara_dir = clara.dir();
+    drop(clara);
     for guess in ["000000", "123456", "111111"] {
         match Agent::open(&clara_dir, guess) {
             Err(e) => println!("    PIN {guess}: {e}"),
@@ -258,10 +353,10 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         Err(e) => println!("    even the right PIN now: {e}"),
         Ok(_) => bail!("a wiped store opened"),
     }
-    drop((anna, ben));
+    drop(anna);
 
     println!(
-        "\nDone in {:.1?}: three devices enrolled, messages exchanged end to end, one device wiped.",
+        "\nDone in {:.1?}: three devices enrolled, 1:1, group and file messages end to end, restrictions enforced, two devices wiped.",
         started.elapsed()
     );
     if args.keep {

@@ -12,7 +12,7 @@ pub enum Error {
     #[error("the PIN does not satisfy the policy: {0}")]
     PinPolicy(String),
     /// A wrong PIN; `left` more tries before the store is wiped.
-    #[error("wrong PIN, {left} attempts left before this device's data is wiped")]
+    #[error("wrong PIN; after {left} more wrong attempt(s) this device's data is wiped")]
     WrongPin {
         /// Attempts left.
         left: u32,

@@ -198,7 +198,7 @@ async fn agents_enroll_zero_touch_exchange_messages_and_a_wrong_pin_limit_wipes(
     for left in [2, 1] {
         let out = agent(&ben, "000000", &["status"]);
         assert!(
-            text(&out).contains(&format!("{left} attempts left")),
+            text(&out).contains(&format!("after {left} more wrong attempt(s)")),
             "{}",
             text(&out)
         );
@@ -334,6 +334,16 @@ async fn groups_files_restrictions_and_a_remote_wipe() {
     );
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(std::fs::read(&saved).unwrap(), content);
+    // The server holds the file only as ciphertext.
+    let mut files = Vec::new();
+    files_under(&data, &mut files);
+    for f in &files {
+        assert!(
+            !contains(&std::fs::read(f).unwrap(), &content[1000..1064]),
+            "{} holds file content",
+            f.display()
+        );
+    }
 
     // Ben's policy allows images only: a PDF is refused, naming the policy.
     let out = agent(

@@ -71,6 +71,20 @@ fn demo_runs_the_product_and_shows_each_step() {
         text.contains("Anna reads from ben@example.org: \"Passt, bis gleich!\""),
         "{text}"
     );
+    assert!(text.contains("Clara reads in group:"), "{text}");
+    assert!(text.contains("intact: true"), "{text}");
+    assert!(
+        text.contains("forbidden by policy `allowed_attachments`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("forbidden by policy `allow_copy_paste`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("wipe confirmed by the device: true"),
+        "{text}"
+    );
     assert!(text.contains("plaintext not found"), "{text}");
     assert!(
         text.contains("even the right PIN now: this device's Kontor data was wiped"),
