@@ -520,3 +520,107 @@ async fn a_listening_device_receives_live_and_an_unreachable_server_is_named() {
     let inbox = agent(&homes[1], "975310", &["inbox"]);
     assert!(inbox.status.success() && text(&inbox).contains("live!"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_message_is_dropped_and_never_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let server = start(&data);
+    let root = root_der(&data);
+    let ca = data.join("root.pem");
+    let token = create_token(&server, &root, "ben@example.org").await;
+    let cfg = dir.path().join("ben.plist");
+    std::fs::write(
+        &cfg,
+        apple::configuration_plist(&policy(&server, &token, "ben@example.org")).unwrap(),
+    )
+    .unwrap();
+    let ben = dir.path().join("ben");
+    let out = agent(
+        &ben,
+        "864202",
+        &[
+            "--json",
+            "enroll",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--ca",
+            ca.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let ben_status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut ben_id = [0u8; 16];
+    hex::decode_to_slice(ben_status["device_id"].as_str().unwrap(), &mut ben_id).unwrap();
+
+    // Mallory is a real, enrolled colleague whose client alters a body after
+    // sealing: the relay cannot tell, Ben's device must.
+    let mallory = crate::relay_crash::enroll(&server, &root, "mallory@example.org").await;
+    let directory = mallory
+        .client
+        .request("GET", "/v1/users/ben@example.org/devices", None, Vec::new())
+        .await
+        .unwrap();
+    let ben_key = kontor_crypto::IdentityPublic::from_hex(
+        directory.json()["devices"][0]["identity_key"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    for (i, tamper) in [(1u8, true), (2, false)] {
+        let sealed = kontor_crypto::seal(
+            &mut kontor_crypto::os_rng(),
+            kontor_crypto::MessageId([i; 16]),
+            kontor_crypto::Sender { device_id: kontor_crypto::DeviceId(mallory.device_id), identity: &mallory.key },
+            &[kontor_crypto::Recipient { device_id: kontor_crypto::DeviceId(ben_id), identity: ben_key }],
+            serde_json::json!({"v": 1, "kind": "text", "conversation": {"user": "ben@example.org"}, "sent_at_ms": 0,
+                               "text": if tamper { "MANIPULIERT" } else { "echt" }})
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        let mut body = sealed.body().to_vec();
+        if tamper {
+            body[20] ^= 0x01;
+        }
+        let deliveries: Vec<&[u8]> = sealed
+            .deliveries()
+            .iter()
+            .map(|d| &d.as_bytes()[..])
+            .collect();
+        let envelope = kontor_relay::wire::PostedEnvelope::encode(None, &[], &deliveries, &body);
+        let posted = mallory
+            .client
+            .request(
+                "POST",
+                "/v1/messages",
+                Some(kontor_relay::wire::ENVELOPE_CONTENT_TYPE),
+                envelope,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            posted.status, 201,
+            "the relay cannot check what it cannot read"
+        );
+    }
+    let out = agent(&ben, "864202", &["--json", "receive"]);
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        got["dropped"],
+        serde_json::json!(["failed at step body_hash"]),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(got["messages"].as_array().unwrap().len(), 1);
+    assert_eq!(got["messages"][0]["text"], "echt");
+    let inbox = agent(&ben, "864202", &["inbox"]);
+    assert!(!text(&inbox).contains("MANIPULIERT"), "{}", text(&inbox));
+    // Both were acknowledged: the tampered one is not fetched again.
+    let out = agent(&ben, "864202", &["--json", "receive"]);
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (got["messages"].clone(), got["dropped"].clone()),
+        (serde_json::json!([]), serde_json::json!([]))
+    );
+}

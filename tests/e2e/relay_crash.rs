@@ -11,13 +11,14 @@ use kontor_relay::wire::{self, PostedEnvelope};
 
 use crate::serve::{Server, create_token, root_der, start_on};
 
-struct Enrolled {
-    device_id: [u8; 16],
-    key: IdentitySecret,
-    client: DeviceClient,
+/// A device enrolled through the API directly (no agent): a test's own client.
+pub struct Enrolled {
+    pub device_id: [u8; 16],
+    pub key: IdentitySecret,
+    pub client: DeviceClient,
 }
 
-async fn enroll(server: &Server, root: &[u8], user: &str) -> Enrolled {
+pub async fn enroll(server: &Server, root: &[u8], user: &str) -> Enrolled {
     let enroll = DeviceClient::anonymous(
         &format!("127.0.0.1:{}", server.enroll_port),
         "localhost",
