@@ -92,6 +92,15 @@ pub struct ServeArgs {
 
 /// Runs the server until Ctrl-C.
 pub fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
+    // Logs go to standard error; `RUST_LOG` (e.g. `kontor=debug`) refines them.
+    // They never carry message content: the server has none to log.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -391,6 +400,11 @@ where
     let enroll_listener = tokio::net::TcpListener::bind(args.enroll_listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.enroll_listen))?;
+    tracing::info!(
+        device = %device_listener.local_addr()?,
+        enroll = %enroll_listener.local_addr()?,
+        "listening"
+    );
     println!(
         "kontor: device API (mutual TLS) on https://{}",
         device_listener.local_addr()?

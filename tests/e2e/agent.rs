@@ -180,11 +180,17 @@ async fn agents_enroll_zero_touch_exchange_messages_and_a_wrong_pin_limit_wipes(
 
     // Nothing readable on the server: not in its data directory, nor in the
     // devices' stores.
-    let mut files = Vec::new();
+    let mut files = vec![data.with_extension("log")];
     files_under(&data, &mut files);
     files_under(&anna, &mut files);
     files_under(&ben, &mut files);
     assert!(files.len() > 5);
+    assert!(
+        std::fs::read_to_string(data.with_extension("log"))
+            .unwrap()
+            .contains("listening"),
+        "the server logs"
+    );
     for file in &files {
         let bytes = std::fs::read(file).unwrap();
         assert!(
@@ -334,8 +340,8 @@ async fn groups_files_restrictions_and_a_remote_wipe() {
     );
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(std::fs::read(&saved).unwrap(), content);
-    // The server holds the file only as ciphertext.
-    let mut files = Vec::new();
+    // The server holds the file only as ciphertext, and logs none of it.
+    let mut files = vec![data.with_extension("log")];
     files_under(&data, &mut files);
     for f in &files {
         assert!(

@@ -48,7 +48,15 @@ pub fn start_on(
         .args(extra)
         .current_dir(root())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        // The server's log, beside its data directory, for the tests to read.
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(data.with_extension("log"))
+                .unwrap(),
+        )
+        .env("RUST_LOG", "debug")
         .spawn()
         .expect("kontor serve starts");
     let stdout = child.stdout.take().unwrap();
