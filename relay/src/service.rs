@@ -141,6 +141,9 @@ struct Bucket {
     at: Instant,
 }
 
+/// How fresh "last seen" is kept.
+const LAST_SEEN_RESOLUTION_MS: i64 = 60_000;
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -223,12 +226,17 @@ where
             return Err(Error::DeviceRefused("certificate names another device"));
         }
         self.check_user_active(&record.user_id).await?;
-        if let Some(state) = self.store.device_state(device_id).await?
-            && state.wiped_at_ms.is_some()
-        {
+        let state = self.store.device_state(device_id).await?;
+        if state.as_ref().is_some_and(|s| s.wiped_at_ms.is_some()) {
             return Err(Error::DeviceRefused("device wiped"));
         }
-        self.store.touch_device(device_id, now_ms()).await?;
+        // "Last seen" needs minutes, not milliseconds: write it at most once
+        // a minute per device rather than on every request.
+        let now = now_ms();
+        let last_seen = state.and_then(|s| s.last_seen_ms);
+        if last_seen.is_none_or(|at| now.saturating_sub(at) >= LAST_SEEN_RESOLUTION_MS) {
+            self.store.touch_device(device_id, now).await?;
+        }
         Ok(DeviceContext {
             device_id,
             serial,

@@ -16,7 +16,7 @@ use kontor_relay::bus::LocalBus;
 use kontor_relay::service::{DeviceContext, Relay, RelayConfig};
 use kontor_relay::store::postgres::PostgresStore;
 use kontor_relay::store::sqlite::SqliteStore;
-use kontor_relay::store::{GroupMember, GroupRole, MessageStore, RelayStore};
+use kontor_relay::store::{DeviceStateStore, GroupMember, GroupRole, MessageStore, RelayStore};
 use kontor_relay::wire::{self, PostedEnvelope};
 
 /// Makes a fresh, empty relay store of one kind.
@@ -293,6 +293,15 @@ async fn a_message_is_stored_once_per_device_fetched_opened_and_acknowledged<M: 
         assert_eq!(org.relay.ack(&device.ctx, &[got[0].0]).await.unwrap(), 1);
         assert!(receive(&org, device, &anna).await.is_empty());
     }
+    // Authentication recorded when the device was last seen.
+    let state = org
+        .relay
+        .store()
+        .device_state(ben.ctx.device_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(state.last_seen_ms.is_some_and(|at| at > 0));
     // The receiver learns the key it expects for the sender device.
     let (user, entry) = org
         .relay
