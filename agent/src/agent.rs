@@ -889,12 +889,6 @@ impl Agent {
         let opened = parsed
             .open(&self.identity, Some(DeviceId(self.device_id)), &key)
             .map_err(|e| Error::Dropped(format!("failed at step {}", e.step())))?;
-        if !self
-            .store
-            .mark_seen(&sender_device.0, &opened.message_id.0)?
-        {
-            return Ok(None);
-        }
         let content: serde_json::Value = serde_json::from_slice(&opened.plaintext)
             .map_err(|_| Error::Dropped("content is not JSON".into()))?;
         let kind = content["kind"].as_str().unwrap_or("").to_owned();
@@ -940,7 +934,12 @@ impl Agent {
             sent_at_ms: content["sent_at_ms"].as_i64().unwrap_or(0),
             attachment,
         };
-        self.store.add_message(&message)?;
+        if !self
+            .store
+            .add_received(&sender_device.0, &opened.message_id.0, &message)?
+        {
+            return Ok(None);
+        }
         Ok(Some(message))
     }
 

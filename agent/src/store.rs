@@ -275,26 +275,48 @@ impl LocalStore {
             .map_err(|_| Error::Corrupt(format!("secret {name} is not text")))
     }
 
-    /// Records `(sender device, message id)`; false if it was seen before (a replay).
-    pub fn mark_seen(&self, sender_device: &[u8; 16], message_id: &[u8; 16]) -> Result<bool> {
+    /// Stores a received message unless `(sender device, message id)` was
+    /// seen before (a replay: `false`, nothing stored). Both in one
+    /// transaction: a message is never marked seen without being stored.
+    pub fn add_received(
+        &self,
+        sender_device: &[u8; 16],
+        message_id: &[u8; 16],
+        message: &StoredMessage,
+    ) -> Result<bool> {
         let digest: [u8; 32] = Sha256::new()
             .chain_update(sender_device)
             .chain_update(message_id)
             .finalize()
             .into();
-        let n = self
-            .conn
+        let tx = self.conn.unchecked_transaction().map_err(Error::db)?;
+        let new = tx
             .execute(
                 "INSERT OR IGNORE INTO seen (digest) VALUES (?1)",
                 [digest.to_vec()],
             )
-            .map_err(Error::db)?;
-        Ok(n == 1)
+            .map_err(Error::db)?
+            == 1;
+        if new {
+            self.insert_message(&tx, message)?;
+            tx.commit().map_err(Error::db)?;
+        }
+        Ok(new)
     }
 
-    /// Stores a message; returns its local id.
+    /// Stores a message (one this device sent); returns its local id.
     pub fn add_message(&self, message: &StoredMessage) -> Result<i64> {
         let tx = self.conn.unchecked_transaction().map_err(Error::db)?;
+        let id = self.insert_message(&tx, message)?;
+        tx.commit().map_err(Error::db)?;
+        Ok(id)
+    }
+
+    fn insert_message(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        message: &StoredMessage,
+    ) -> Result<i64> {
         let id: i64 = tx
             .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM messages", [], |r| {
                 r.get(0)
@@ -313,7 +335,6 @@ impl LocalStore {
             params![id, record],
         )
         .map_err(Error::db)?;
-        tx.commit().map_err(Error::db)?;
         Ok(id)
     }
 
@@ -394,20 +415,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::create(dir.path(), "4711", 2).unwrap();
         store.put_secret("identity", b"very secret marker").unwrap();
-        store
-            .add_message(&StoredMessage {
-                conversation: "user:ben".into(),
-                from_user: "ben".into(),
-                from_device: "00".into(),
-                outgoing: false,
-                kind: "text".into(),
-                text: "MARKER-TEXT-4711".into(),
-                sent_at_ms: 1,
-                attachment: None,
-            })
-            .unwrap();
-        assert!(store.mark_seen(&[1; 16], &[2; 16]).unwrap());
-        assert!(!store.mark_seen(&[1; 16], &[2; 16]).unwrap());
+        let message = StoredMessage {
+            conversation: "user:ben".into(),
+            from_user: "ben".into(),
+            from_device: "00".into(),
+            outgoing: false,
+            kind: "text".into(),
+            text: "MARKER-TEXT-4711".into(),
+            sent_at_ms: 1,
+            attachment: None,
+        };
+        assert!(store.add_received(&[1; 16], &[2; 16], &message).unwrap());
+        // A replay is refused and not stored twice.
+        assert!(!store.add_received(&[1; 16], &[2; 16], &message).unwrap());
+        assert_eq!(store.messages().unwrap().len(), 1);
         drop(store);
         let db = std::fs::read(dir.path().join(DB_FILE)).unwrap();
         let wal = std::fs::read(dir.path().join("agent.db-wal")).unwrap_or_default();
