@@ -382,8 +382,25 @@ where
     if let Some(pusher) = pusher(args)? {
         relay = relay.with_pusher(Arc::new(pusher));
     }
-    let relay = Arc::new(relay);
+    let (wiped_tx, mut wiped_rx) = tokio::sync::mpsc::unbounded_channel();
+    let relay = Arc::new(relay.with_wipe_listener(wiped_tx));
     let service = Arc::new(service);
+    // A device that confirmed its wipe loses its certificate: refused at
+    // the next handshake, and listed in the CRL.
+    let revoker = service.clone();
+    tokio::spawn(async move {
+        while let Some(device) = wiped_rx.recv().await {
+            match revoker
+                .revoke_device(&device, "wiped", time::OffsetDateTime::now_utc())
+                .await
+            {
+                Ok(serials) => {
+                    tracing::info!(%device, revoked = serials.len(), "wiped device's certificates revoked")
+                }
+                Err(e) => tracing::error!(%device, error = %e, "revoking a wiped device failed"),
+            }
+        }
+    });
     let enroll_app = kontor_relay::http::with_hsts(
         kontor_provisioning::http::router(AppState::new(
             service.clone(),

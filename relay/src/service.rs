@@ -134,6 +134,7 @@ pub struct Relay<S, P, B> {
     config: RelayConfig,
     buckets: Mutex<HashMap<DeviceId, Bucket>>,
     pusher: Option<SharedPusher>,
+    wiped_listener: Option<tokio::sync::mpsc::UnboundedSender<DeviceId>>,
 }
 
 struct Bucket {
@@ -173,7 +174,18 @@ where
             config,
             buckets: Mutex::new(HashMap::new()),
             pusher: None,
+            wiped_listener: None,
         }
+    }
+
+    /// Tells `listener` of every device whose wipe receipt arrived, so its
+    /// certificate can be revoked.
+    pub fn with_wipe_listener(
+        mut self,
+        listener: tokio::sync::mpsc::UnboundedSender<DeviceId>,
+    ) -> Self {
+        self.wiped_listener = Some(listener);
+        self
     }
 
     /// Sends push hints to recipients that are not connected here.
@@ -806,6 +818,10 @@ where
         }
         if command.kind == "wipe" {
             self.store.mark_wiped(device.device_id, now).await?;
+            if let Some(listener) = &self.wiped_listener {
+                // Whoever listens (kontor serve) revokes the certificate.
+                let _ = listener.send(device.device_id);
+            }
         }
         Ok(())
     }

@@ -433,6 +433,28 @@ async fn groups_files_restrictions_and_a_remote_wipe() {
         "{}",
         text(&out)
     );
+    // Its certificate is revoked: listed in the CRL (revocation follows the
+    // receipt asynchronously; bounded wait).
+    let mut listed = false;
+    for _ in 0..50 {
+        let crl = admin
+            .request("GET", "/pki/crl.der", None, Vec::new())
+            .await
+            .unwrap();
+        let path = dir.path().join("crl.der");
+        std::fs::write(&path, &crl.body).unwrap();
+        let out = Command::new("openssl")
+            .args(["crl", "-inform", "DER", "-noout", "-text", "-in"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&out.stdout).contains("Serial Number") {
+            listed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(listed, "the wiped device's certificate was not revoked");
     // Messages to Clara are refused now.
     let out = agent(
         anna,
