@@ -121,6 +121,13 @@ fn write_attempts(dir: &Path, attempts: Attempts) -> Result<()> {
     write_private(&dir.join(ATTEMPTS_FILE), &text)
 }
 
+/// The PIN as scrypt sees it: Unicode NFC, so "Prüfung" typed with a
+/// composed or a decomposed ü unlocks the same store.
+fn normalize_pin(pin: &str) -> Zeroizing<String> {
+    use unicode_normalization::UnicodeNormalization;
+    Zeroizing::new(pin.nfc().collect())
+}
+
 /// Whether `dir` holds an enrolled store.
 pub fn exists(dir: &Path) -> bool {
     dir.join(KEY_FILE).exists()
@@ -171,8 +178,9 @@ impl LocalStore {
             return Err(Error::AlreadyEnrolled(dir.display().to_string()));
         }
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let (key, file) = kontor_crypto::create_key_file(&mut kontor_crypto::os_rng(), pin)
-            .map_err(|e| Error::Corrupt(e.to_string()))?;
+        let (key, file) =
+            kontor_crypto::create_key_file(&mut kontor_crypto::os_rng(), &normalize_pin(pin))
+                .map_err(|e| Error::Corrupt(e.to_string()))?;
         let _ = std::fs::remove_file(dir.join(WIPED_FILE));
         write_attempts(
             dir,
@@ -198,7 +206,7 @@ impl LocalStore {
         let key_path = dir.join(KEY_FILE);
         let file = std::fs::read(&key_path).map_err(|e| Error::io(&key_path, e))?;
         let mut attempts = read_attempts(dir)?;
-        match kontor_crypto::open_key_file(&file, pin) {
+        match kontor_crypto::open_key_file(&file, &normalize_pin(pin)) {
             Ok(key) => {
                 if attempts.failed != 0 {
                     attempts.failed = 0;
@@ -456,6 +464,13 @@ mod tests {
             LocalStore::unlock(dir.path(), "4711"),
             Err(Error::Wiped)
         ));
+    }
+
+    #[test]
+    fn a_pin_unlocks_whether_its_umlaut_is_composed_or_not() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(LocalStore::create(dir.path(), "Pr\u{fc}fung1", 5).unwrap());
+        assert!(LocalStore::unlock(dir.path(), "Pru\u{308}fung1").is_ok());
     }
 
     #[test]
