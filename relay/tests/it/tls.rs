@@ -458,7 +458,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing<M: MakeStore>(m: &M) {
     assert_eq!(b.inbox(&anna).await.len(), 1);
 
     // Flooding: the burst runs out, then 429 with Retry-After (bounded loop).
-    let mut limited = None;
+    let (mut limited, mut accepted) = (None, 0);
     for i in 10..40u8 {
         let answer = a
             .post_envelope(envelope(&anna, &[&carl], i, None, &[], b"flood"))
@@ -467,14 +467,30 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing<M: MakeStore>(m: &M) {
             limited = Some(answer);
             break;
         }
+        assert_eq!(answer.status, 201, "{:?}", answer.json());
+        accepted += 1;
     }
     let limited = limited.expect("flooding was never limited");
     check(&limited, 429, "rate_limited");
     assert!(limited.headers.contains_key("retry-after"));
+    assert_eq!(
+        c.inbox(&anna).await.len(),
+        accepted,
+        "a rate-limited message was stored"
+    );
 
+    // HSTS on successful answers too, not only on errors.
     let spec = a.get("/v1/openapi.json").await;
     assert_eq!(spec.status, 200);
     assert_eq!(spec.json()["openapi"], "3.1.0");
+    for ok in [&spec, &b.get("/v1/me").await] {
+        assert!(
+            ok.headers["strict-transport-security"]
+                .to_str()
+                .unwrap()
+                .starts_with("max-age=63072000")
+        );
+    }
 }
 
 #[tokio::test]
