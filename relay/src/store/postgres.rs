@@ -200,6 +200,11 @@ impl MessageStore for PostgresStore {
             let device: Vec<u8> = row.try_get(0).map_err(db)?;
             return Err(Error::QueueFull(device_of(&device)?.to_string()));
         }
+        if m.deliveries.is_empty() {
+            // Nobody to deliver to: remember the id, keep no body.
+            tx.commit().await.map_err(db)?;
+            return Ok(Stored::New(Vec::new()));
+        }
         let body_id: i64 = tx
             .query_one(
                 "INSERT INTO relay_bodies (body, expires_at_ms) VALUES ($1, $2) RETURNING id",

@@ -1,12 +1,17 @@
 //! The embedded store: one SQLite file in WAL mode with `synchronous=FULL`
 //! (a message acknowledged to its sender survives a crash or power loss),
 //! behind a mutex; every call runs on tokio's blocking pool.
+//!
+//! Writes run in `BEGIN IMMEDIATE` transactions: the write lock is taken
+//! before the first read, so the duplicate and queue-length checks cannot
+//! be overtaken by another connection to the same file (a deferred
+//! transaction would instead fail with "database is locked" on its upgrade).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use kontor_provisioning::DeviceId;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::*;
 use crate::error::Error;
@@ -46,6 +51,12 @@ fn seq(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
 
+/// A write transaction holding the database's write lock from its start.
+fn write(conn: &mut Connection) -> Result<Transaction<'_>> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db)
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database file and applies migrations.
     pub fn open(path: &Path) -> Result<Self> {
@@ -65,7 +76,7 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON").map_err(db)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(db)?;
-        let tx = conn.transaction().map_err(db)?;
+        let tx = write(&mut conn)?;
         tx.execute_batch(
             "CREATE TABLE IF NOT EXISTS relay_migrations (version INTEGER PRIMARY KEY)",
         )
@@ -144,6 +155,10 @@ fn store_message_tx(tx: &Transaction<'_>, m: &NewMessage, queue_len_max: u64) ->
         params![sender, m.message_id.to_vec(), m.body_hash.to_vec(), m.expires_at_ms],
     )
     .map_err(db)?;
+    if m.deliveries.is_empty() {
+        // Nobody to deliver to: remember the id, keep no body.
+        return Ok(Stored::New(Vec::new()));
+    }
     tx.execute(
         "INSERT INTO relay_bodies (body, expires_at_ms) VALUES (?1, ?2)",
         params![m.body, m.expires_at_ms],
@@ -182,6 +197,8 @@ fn store_message_tx(tx: &Transaction<'_>, m: &NewMessage, queue_len_max: u64) ->
     Ok(Stored::New(seqs))
 }
 
+/// Deletes every body no queue entry references any more (a full pass, for
+/// expiry).
 fn drop_orphan_bodies(conn: &Connection) -> Result<()> {
     conn.execute(
         "DELETE FROM relay_bodies WHERE NOT EXISTS (SELECT 1 FROM relay_queue q WHERE q.body_id = relay_bodies.id)",
@@ -191,11 +208,25 @@ fn drop_orphan_bodies(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
+/// Deletes those of `body_ids` that no queue entry references any more.
+fn drop_orphans_of(conn: &Connection, body_ids: &[i64]) -> Result<()> {
+    let mut delete = conn
+        .prepare_cached(
+            "DELETE FROM relay_bodies WHERE id = ?1 \
+             AND NOT EXISTS (SELECT 1 FROM relay_queue q WHERE q.body_id = ?1)",
+        )
+        .map_err(db)?;
+    for id in body_ids {
+        delete.execute([id]).map_err(db)?;
+    }
+    Ok(())
+}
+
 impl MessageStore for SqliteStore {
     async fn store_message(&self, message: &NewMessage, queue_len_max: u64) -> Result<Stored> {
         let message = message.clone();
         self.call(move |conn| {
-            let tx = conn.transaction().map_err(db)?;
+            let tx = write(conn)?;
             let outcome = store_message_tx(&tx, &message, queue_len_max)?;
             tx.commit().map_err(db)?;
             Ok(outcome)
@@ -245,38 +276,46 @@ impl MessageStore for SqliteStore {
     async fn ack(&self, device: DeviceId, seqs: &[u64]) -> Result<usize> {
         let seqs = seqs.to_vec();
         self.call(move |conn| {
-            let tx = conn.transaction().map_err(db)?;
-            let mut n = 0;
+            let tx = write(conn)?;
+            let mut bodies = Vec::new();
             {
+                // Only the device's own rows: another device's seq matches nothing.
                 let mut delete = tx
-                    .prepare_cached("DELETE FROM relay_queue WHERE device = ?1 AND seq = ?2")
+                    .prepare_cached(
+                        "DELETE FROM relay_queue WHERE device = ?1 AND seq = ?2 RETURNING body_id",
+                    )
                     .map_err(db)?;
                 for s in seqs {
                     let Ok(s) = i64::try_from(s) else { continue };
-                    n += delete
-                        .execute(params![device.as_bytes().to_vec(), s])
+                    let body: Option<i64> = delete
+                        .query_row(params![device.as_bytes().to_vec(), s], |r| r.get(0))
+                        .optional()
                         .map_err(db)?;
+                    bodies.extend(body);
                 }
             }
-            drop_orphan_bodies(&tx)?;
+            drop_orphans_of(&tx, &bodies)?;
             tx.commit().map_err(db)?;
-            Ok(n)
+            Ok(bodies.len())
         })
         .await
     }
 
     async fn drop_queue(&self, device: DeviceId) -> Result<usize> {
         self.call(move |conn| {
-            let tx = conn.transaction().map_err(db)?;
-            let n = tx
-                .execute(
-                    "DELETE FROM relay_queue WHERE device = ?1",
-                    [device.as_bytes().to_vec()],
-                )
-                .map_err(db)?;
-            drop_orphan_bodies(&tx)?;
+            let tx = write(conn)?;
+            let bodies: Vec<i64> = {
+                let mut delete = tx
+                    .prepare_cached("DELETE FROM relay_queue WHERE device = ?1 RETURNING body_id")
+                    .map_err(db)?;
+                let rows = delete
+                    .query_map([device.as_bytes().to_vec()], |r| r.get(0))
+                    .map_err(db)?;
+                rows.collect::<rusqlite::Result<_>>().map_err(db)?
+            };
+            drop_orphans_of(&tx, &bodies)?;
             tx.commit().map_err(db)?;
-            Ok(n)
+            Ok(bodies.len())
         })
         .await
     }
@@ -297,7 +336,7 @@ impl MessageStore for SqliteStore {
 
     async fn expire_messages(&self, now_ms: i64) -> Result<usize> {
         self.call(move |conn| {
-            let tx = conn.transaction().map_err(db)?;
+            let tx = write(conn)?;
             let n = tx
                 .execute(
                     "DELETE FROM relay_queue WHERE expires_at_ms <= ?1",
@@ -356,7 +395,7 @@ impl GroupStore for SqliteStore {
     async fn create_group(&self, group: &Group) -> Result<()> {
         let group = group.clone();
         self.call(move |conn| {
-            let tx = conn.transaction().map_err(db)?;
+            let tx = write(conn)?;
             let inserted = tx
                 .execute(
                     "INSERT OR IGNORE INTO relay_groups (id, name, created_by, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
@@ -399,7 +438,7 @@ impl GroupStore for SqliteStore {
     async fn put_member(&self, id: Id16, member: &GroupMember) -> Result<bool> {
         let member = member.clone();
         self.call(move |conn| {
-            let tx = conn.transaction().map_err(db)?;
+            let tx = write(conn)?;
             let exists: bool = tx
                 .query_row(
                     "SELECT EXISTS (SELECT 1 FROM relay_groups WHERE id = ?1)",

@@ -5,4 +5,5 @@ mod openapi;
 mod push;
 #[macro_use]
 mod service;
+mod store;
 mod tls;
