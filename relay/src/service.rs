@@ -757,14 +757,15 @@ where
             .await
     }
 
-    /// Queues a command (policy update or wipe) for a device and hints it.
+    /// Queues a command (policy update, wipe, archive request or broadcast)
+    /// for a device and hints it.
     pub async fn queue_command(
         &self,
         device: DeviceId,
         kind: &str,
         payload: &serde_json::Value,
     ) -> Result<u64> {
-        if !matches!(kind, "policy" | "wipe") {
+        if !matches!(kind, "policy" | "wipe" | "archive" | "broadcast") {
             return Err(Error::BadRequest(format!("unknown command kind {kind:?}")));
         }
         let id = self

@@ -1,0 +1,12 @@
+//! Kontor administration: what the organisation buys, control.
+//!
+//! Admin accounts and roles, the user directory with departments and
+//! barriers, restrictions resolved to one policy per device, filters and
+//! bulk operations, broadcast, the hash-chained audit trail, archives and
+//! remote wipe, behind an HTTPS JSON API (no client certificates).
+//!
+//! # Layout
+//! - [`audit`]: the append-only, hash-chained audit trail (pure chain
+//!   rules, a SQLite shell), its verification and its exports.
+
+pub mod audit;
