@@ -69,12 +69,56 @@ impl Default for RelayConfig {
     }
 }
 
-/// Whether one user may reach another: the hook the administration's
-/// departments and barriers fill. The default allows everyone in the
-/// organisation.
+/// What two users exchange, for [`ReachPolicy`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Exchange {
+    /// A message outside any group, and looking up the other's device keys.
+    Message,
+    /// Membership of the same group, and messages within it.
+    Group,
+    /// Downloading an attachment the other uploaded.
+    File,
+}
+
+impl Exchange {
+    /// Lowercase name, as recorded in the audit trail.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Exchange::Message => "message",
+            Exchange::Group => "group",
+            Exchange::File => "file",
+        }
+    }
+}
+
+/// A refusal the policy caused, reported back so the administration can
+/// record it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The user who tried.
+    pub from_user: String,
+    /// The user they tried to reach, if any.
+    pub to_user: Option<String>,
+    /// What was refused: an [`Exchange`] name or `file_upload`.
+    pub what: &'static str,
+}
+
+/// The organisation's rules the relay enforces: who may reach whom
+/// (departments and barriers) and who may upload attachments. The
+/// administration fills it; the default allows everything.
 pub trait ReachPolicy: Send + Sync + 'static {
-    /// May `from` send messages to, share groups with, `to`?
-    fn may_reach(&self, from_user: &str, to_user: &str) -> bool;
+    /// May `from_user` exchange `what` with `to_user`?
+    fn may_exchange(&self, from_user: &str, to_user: &str, what: Exchange) -> bool;
+    /// May `user` upload attachments (send files)?
+    fn may_send_files(&self, _user: &str) -> bool {
+        true
+    }
+    /// Called for every refusal this policy caused, before the refusal is
+    /// answered.
+    fn refused(&self, _refusal: Refusal) {}
+    /// Called once per new stored message with the sender's user and the
+    /// other users it was queued for (activity counts; never content).
+    fn posted(&self, _from_user: &str, _to_users: &[String]) {}
 }
 
 /// Everyone in the organisation may reach everyone.
@@ -82,7 +126,7 @@ pub trait ReachPolicy: Send + Sync + 'static {
 pub struct AllowAll;
 
 impl ReachPolicy for AllowAll {
-    fn may_reach(&self, _from: &str, _to: &str) -> bool {
+    fn may_exchange(&self, _from: &str, _to: &str, _what: Exchange) -> bool {
         true
     }
 }
@@ -307,7 +351,7 @@ where
             .ok_or(Error::NotFound("device"))?;
         if cert.user_id != caller.user_id
             && self
-                .check_reach(&caller.user_id, &cert.user_id)
+                .check_reach(&caller.user_id, &cert.user_id, Exchange::Message)
                 .await
                 .is_err()
         {
@@ -332,7 +376,8 @@ where
         user_id: &str,
     ) -> Result<Vec<DirectoryDevice>> {
         if caller.user_id != user_id {
-            self.check_reach(&caller.user_id, user_id).await?;
+            self.check_reach(&caller.user_id, user_id, Exchange::Message)
+                .await?;
         }
         let now_s = now_ms() / 1000;
         let certs = self
@@ -370,7 +415,10 @@ where
         Ok(out)
     }
 
-    async fn check_reach(&self, from: &str, to: &str) -> Result<()> {
+    /// Whether `from` may exchange `what` with `to`: the user is not blocked
+    /// and the policy allows it. Looking up keys and messaging are allowed
+    /// to pairs that may share a group, since group messages need both.
+    async fn check_reach(&self, from: &str, to: &str, what: Exchange) -> Result<()> {
         let user = self
             .certs
             .user(to)
@@ -379,7 +427,19 @@ where
         if matches!(user, Some(u) if u.status == UserStatus::Blocked) {
             return Err(Error::Forbidden(format!("user {to} (blocked)")));
         }
-        if !self.policy.may_reach(from, to) {
+        let allowed = match what {
+            Exchange::Message => {
+                self.policy.may_exchange(from, to, Exchange::Message)
+                    || self.policy.may_exchange(from, to, Exchange::Group)
+            }
+            other => self.policy.may_exchange(from, to, other),
+        };
+        if !allowed {
+            self.policy.refused(Refusal {
+                from_user: from.to_owned(),
+                to_user: Some(to.to_owned()),
+                what: what.as_str(),
+            });
             return Err(Error::Forbidden(format!("user {to}")));
         }
         Ok(())
@@ -459,7 +519,13 @@ where
                 return Err(Error::UnknownRecipient(hex_id));
             }
             if cert.user_id != sender.user_id && !reached.contains_key(&cert.user_id) {
-                self.check_reach(&sender.user_id, &cert.user_id).await?;
+                let what = if group.is_some() {
+                    Exchange::Group
+                } else {
+                    Exchange::Message
+                };
+                self.check_reach(&sender.user_id, &cert.user_id, what)
+                    .await?;
                 if let Some(group) = &group
                     && !group.members.iter().any(|m| m.user_id == cert.user_id)
                 {
@@ -504,6 +570,10 @@ where
             .store_message(&message, self.config.queue_len_max)
             .await?;
         let new = matches!(outcome, Stored::New(_));
+        if new {
+            let users: Vec<String> = reached.into_keys().collect();
+            self.policy.posted(&sender.user_id, &users);
+        }
         // The message is durable: hints are best effort from here on.
         for (device, _) in &message.deliveries {
             self.hint(*device, HintKind::Message).await;
@@ -623,7 +693,7 @@ where
         if !known {
             return Err(Error::NotFound("user"));
         }
-        self.check_reach(from, user).await
+        self.check_reach(from, user, Exchange::Group).await
     }
 
     /// A group, visible to its members only.
@@ -722,6 +792,17 @@ where
         if bytes.is_empty() {
             return Err(Error::BadRequest("empty attachment".into()));
         }
+        if !self.policy.may_send_files(&device.user_id) && !self.archive_pending(device).await? {
+            self.policy.refused(Refusal {
+                from_user: device.user_id.clone(),
+                to_user: None,
+                what: "file_upload",
+            });
+            return Err(Error::Forbidden(
+                "uploading attachments (the organisation's policy allows this user no files)"
+                    .into(),
+            ));
+        }
         let now = now_ms();
         self.store
             .put_blob(&BlobRecord {
@@ -734,13 +815,43 @@ where
             .await
     }
 
-    /// An attachment, for its uploader or a device that received a message naming it.
+    /// An archive export may upload its sealed part even when the user may
+    /// not send files: it is no file the user shares.
+    async fn archive_pending(&self, device: &DeviceContext) -> Result<bool> {
+        Ok(self
+            .store
+            .pending_commands(device.device_id)
+            .await?
+            .iter()
+            .any(|c| c.kind == "archive"))
+    }
+
+    /// An attachment, for its uploader or a device that received a message
+    /// naming it, if the uploader's user may still share files with the
+    /// caller's.
     pub async fn blob(&self, device: &DeviceContext, id: Id16) -> Result<Vec<u8>> {
-        self.store
+        let blob = self
+            .store
             .blob_for(id, device.device_id, now_ms())
             .await?
-            .map(|b| b.bytes)
-            .ok_or(Error::NotFound("attachment"))
+            .ok_or(Error::NotFound("attachment"))?;
+        if blob.owner_device != device.device_id {
+            let owner = self
+                .certs
+                .certificates_of_device(&blob.owner_device)
+                .await
+                .map_err(|e| Error::Store(e.to_string()))?
+                .into_iter()
+                .next()
+                .map(|c| c.user_id);
+            if let Some(owner) = owner
+                && owner != device.user_id
+            {
+                self.check_reach(&owner, &device.user_id, Exchange::File)
+                    .await?;
+            }
+        }
+        Ok(blob.bytes)
     }
 
     /// Sets or clears the device's push target.
@@ -785,9 +896,21 @@ where
             .await
     }
 
-    /// Commands waiting for the device.
+    /// Commands waiting for the device, marked delivered as they are
+    /// handed over.
     pub async fn commands(&self, device: &DeviceContext) -> Result<Vec<CommandRecord>> {
-        self.store.pending_commands(device.device_id).await
+        let pending = self.store.pending_commands(device.device_id).await?;
+        let fresh: Vec<u64> = pending
+            .iter()
+            .filter(|c| c.delivered_at_ms.is_none())
+            .map(|c| c.id)
+            .collect();
+        if !fresh.is_empty() {
+            self.store
+                .mark_commands_delivered(device.device_id, &fresh, now_ms())
+                .await?;
+        }
+        Ok(pending)
     }
 
     /// The device acknowledges a command; a wipe receipt marks it wiped.

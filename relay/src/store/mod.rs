@@ -204,14 +204,15 @@ pub trait BlobStore: Send + Sync {
     fn expire_blobs(&self, now_ms: i64) -> impl Future<Output = Result<usize>> + Send;
 }
 
-/// A command to a device: a policy update or a wipe.
+/// A command to a device: a policy update, a wipe, an archive request or a
+/// broadcast.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandRecord {
     /// Increases per relay.
     pub id: u64,
     /// The device it is for.
     pub device: DeviceId,
-    /// `policy` or `wipe`.
+    /// `policy`, `wipe`, `archive` or `broadcast`.
     pub kind: String,
     /// JSON payload (the policy, or the wipe's reason).
     pub payload: String,
@@ -221,6 +222,8 @@ pub struct CommandRecord {
     pub acked_at_ms: Option<i64>,
     /// The device's receipt (JSON), for a wipe the wipe receipt.
     pub receipt: Option<String>,
+    /// When it was first handed to the device (fetched, or sent live).
+    pub delivered_at_ms: Option<i64>,
 }
 
 /// Commands to devices, queued and acknowledged like messages.
@@ -233,6 +236,14 @@ pub trait CommandStore: Send + Sync {
         payload: &str,
         now_ms: i64,
     ) -> impl Future<Output = Result<u64>> + Send;
+    /// Records that these commands were handed to the device (the first
+    /// time only).
+    fn mark_commands_delivered(
+        &self,
+        device: DeviceId,
+        ids: &[u64],
+        now_ms: i64,
+    ) -> impl Future<Output = Result<()>> + Send;
     /// Unacknowledged commands of a device, oldest first.
     fn pending_commands(
         &self,

@@ -16,7 +16,10 @@ use tokio_postgres::{NoTls, Row};
 use super::*;
 use crate::error::Error;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/postgres/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/postgres/0001_init.sql")),
+    (2, include_str!("../../migrations/postgres/0002_command_delivered.sql")),
+];
 /// Connections per node.
 const POOL_SIZE: usize = 16;
 
@@ -600,10 +603,12 @@ fn command_from(row: &Row) -> Result<CommandRecord> {
         created_at_ms: row.try_get(4).map_err(db)?,
         acked_at_ms: row.try_get(5).map_err(db)?,
         receipt: row.try_get(6).map_err(db)?,
+        delivered_at_ms: row.try_get(7).map_err(db)?,
     })
 }
 
-const COMMAND_COLUMNS: &str = "id, device, kind, payload, created_at_ms, acked_at_ms, receipt";
+const COMMAND_COLUMNS: &str =
+    "id, device, kind, payload, created_at_ms, acked_at_ms, receipt, delivered_at_ms";
 
 impl CommandStore for PostgresStore {
     async fn queue_command(
@@ -636,6 +641,19 @@ impl CommandStore for PostgresStore {
             .await
             .map_err(db)?;
         rows.iter().map(command_from).collect()
+    }
+
+    async fn mark_commands_delivered(&self, device: DeviceId, ids: &[u64], now_ms: i64) -> Result<()> {
+        let ids: Vec<i64> = ids.iter().filter_map(|id| i64::try_from(*id).ok()).collect();
+        self.client()
+            .await?
+            .execute(
+                "UPDATE relay_commands SET delivered_at_ms = $3 WHERE id = ANY($1) AND device = $2 AND delivered_at_ms IS NULL",
+                &[&ids, &device.as_bytes().to_vec(), &now_ms],
+            )
+            .await
+            .map_err(db)?;
+        Ok(())
     }
 
     async fn ack_command(

@@ -16,7 +16,10 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use super::*;
 use crate::error::Error;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/sqlite/0001_init.sql")),
+    (2, include_str!("../../migrations/sqlite/0002_command_delivered.sql")),
+];
 
 /// The SQLite implementation of every relay store trait.
 #[derive(Clone)]
@@ -572,10 +575,12 @@ fn command_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<CommandRecord> {
         created_at_ms: r.get(4)?,
         acked_at_ms: r.get(5)?,
         receipt: r.get(6)?,
+        delivered_at_ms: r.get(7)?,
     })
 }
 
-const COMMAND_COLUMNS: &str = "id, device, kind, payload, created_at_ms, acked_at_ms, receipt";
+const COMMAND_COLUMNS: &str =
+    "id, device, kind, payload, created_at_ms, acked_at_ms, receipt, delivered_at_ms";
 
 impl CommandStore for SqliteStore {
     async fn queue_command(
@@ -593,6 +598,23 @@ impl CommandStore for SqliteStore {
             )
             .map_err(db)?;
             Ok(seq(conn.last_insert_rowid()))
+        })
+        .await
+    }
+
+    async fn mark_commands_delivered(&self, device: DeviceId, ids: &[u64], now_ms: i64) -> Result<()> {
+        let ids: Vec<i64> = ids.iter().filter_map(|id| i64::try_from(*id).ok()).collect();
+        self.call(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "UPDATE relay_commands SET delivered_at_ms = ?3 WHERE id = ?1 AND device = ?2 AND delivered_at_ms IS NULL",
+                )
+                .map_err(db)?;
+            for id in ids {
+                stmt.execute(params![id, device.as_bytes().to_vec(), now_ms])
+                    .map_err(db)?;
+            }
+            Ok(())
         })
         .await
     }
