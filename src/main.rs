@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod admin_cmd;
 mod agent_cmd;
 mod config_cmd;
 mod crypto_cmd;
@@ -34,6 +35,9 @@ enum Command {
     Config(config_cmd::ConfigCommand),
     /// Show, step by step, what this build of Kontor does.
     Demo(demo::DemoArgs),
+    /// Administration tasks on the server's data directory.
+    #[command(subcommand)]
+    Admin(admin_cmd::AdminCommand),
     /// Run the server: enrollment and relay, on SQLite by default.
     Serve(Box<serve::ServeArgs>),
 }
@@ -41,6 +45,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Admin(cmd) => admin_cmd::run(cmd),
         Command::Agent(args) => agent_cmd::run(args),
         Command::Config(cmd) => config_cmd::run(cmd),
         Command::Crypto(cmd) => crypto_cmd::run(cmd),

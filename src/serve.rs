@@ -38,6 +38,12 @@ pub struct ServeArgs {
     /// Address of the enrollment API (TLS, token-authenticated).
     #[arg(long, default_value = "127.0.0.1:8444")]
     pub enroll_listen: SocketAddr,
+    /// Address of the admin API (TLS, sessions and API keys).
+    #[arg(long, default_value = "127.0.0.1:8445")]
+    pub admin_listen: SocketAddr,
+    /// The organisation's id, as devices' managed configuration names it.
+    #[arg(long, default_value = "kontor", env = "KONTOR_ORG_ID", value_parser = org_id)]
+    pub org_id: String,
     /// Host names and addresses devices use to reach this server (the
     /// server certificate names them).
     #[arg(long = "server-name", default_values_t = vec!["localhost".to_owned(), "127.0.0.1".to_owned()])]
@@ -107,6 +113,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
         .context("cannot start the async runtime")?;
     runtime.block_on(serve(args))?;
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn org_id(text: &str) -> Result<String, String> {
+    kontor_managed_config::OrgId::parse(text)
+        .map(|_| text.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 fn deployment_name(text: &str) -> Result<String, String> {
@@ -223,7 +235,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .await
                 .context("cannot connect to NATS")?;
             let service = Service::new(pki, pstore, service_config).await?;
-            run_listeners(&args, service, rstore, bus, chain, key, root).await
+            // The administration keeps its tables in SQLite on this node
+            // (ARCHITECTURE.md: a PostgreSQL store for it is still to come).
+            let admin_db = args.data_dir.join("admin.db");
+            run_listeners(&args, service, rstore, bus, chain, key, root, &admin_db).await
         }
         _ => {
             let db = args.data_dir.join("kontor.db");
@@ -239,6 +254,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 chain,
                 key,
                 root,
+                &db,
             )
             .await
         }
@@ -340,6 +356,7 @@ fn pusher(args: &ServeArgs) -> anyhow::Result<Option<kontor_relay::push::Pusher>
     ))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_listeners<P, S, B>(
     args: &ServeArgs,
     service: Service<P>,
@@ -348,6 +365,7 @@ async fn run_listeners<P, S, B>(
     chain: Vec<CertificateDer<'static>>,
     key: impl Fn() -> PrivateKeyDer<'static>,
     root: CertificateDer<'static>,
+    admin_db: &Path,
 ) -> anyhow::Result<()>
 where
     P: pstore::Store + Clone,
@@ -371,20 +389,43 @@ where
         },
         deny.clone(),
     )?;
-    let enroll_tls = tls::server_config_without_client_auth(chain, key())?;
+    let enroll_tls = tls::server_config_without_client_auth(chain.clone(), key())?;
+    let admin_tls = tls::server_config_without_client_auth(chain, key())?;
+    let (policy, policy_events) = kontor_admin::policy::DirectoryPolicy::new();
+    let policy = Arc::new(policy);
     let mut relay = Relay::new(
         relay_store,
         service.store().clone(),
         deny,
         bus,
         RelayConfig::default(),
-    );
+    )
+    .with_policy(policy.clone());
     if let Some(pusher) = pusher(args)? {
         relay = relay.with_pusher(Arc::new(pusher));
     }
     let (wiped_tx, mut wiped_rx) = tokio::sync::mpsc::unbounded_channel();
     let relay = Arc::new(relay.with_wipe_listener(wiped_tx));
     let service = Arc::new(service);
+    let enroll_url = format!(
+        "https://{}:{}",
+        args.server_names[0],
+        args.enroll_listen.port()
+    );
+    let admin = Arc::new(
+        kontor_admin::service::Admin::new(
+            service.clone(),
+            relay.clone(),
+            kontor_admin::store::AdminStore::open(admin_db)
+                .context("cannot open the administration's database")?,
+            kontor_admin::audit::AuditLog::open(admin_db).context("cannot open the audit trail")?,
+            policy,
+            kontor_admin::service::AdminConfig::new(&args.org_id, &args.org_name, &enroll_url),
+        )
+        .await
+        .context("cannot start the administration")?,
+    );
+    tokio::spawn(admin.clone().record_events(policy_events));
     // A device that confirmed its wipe loses its certificate: refused at
     // the next handshake, and listed in the CRL.
     let revoker = service.clone();
@@ -410,6 +451,7 @@ where
         .merge(wipe_router(relay.clone(), args.admin_key.as_deref())),
     );
     let device_app = kontor_relay::http::router(relay.clone());
+    let admin_app = kontor_admin::http::router(admin);
 
     let device_listener = tokio::net::TcpListener::bind(args.device_listen)
         .await
@@ -417,6 +459,9 @@ where
     let enroll_listener = tokio::net::TcpListener::bind(args.enroll_listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.enroll_listen))?;
+    let admin_listener = tokio::net::TcpListener::bind(args.admin_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.admin_listen))?;
     tracing::info!(
         device = %device_listener.local_addr()?,
         enroll = %enroll_listener.local_addr()?,
@@ -429,6 +474,10 @@ where
     println!(
         "kontor: enrollment API (TLS) on https://{}",
         enroll_listener.local_addr()?
+    );
+    println!(
+        "kontor: admin API (TLS) on https://{}",
+        admin_listener.local_addr()?
     );
     println!(
         "kontor: organisation root CA in {}",
@@ -453,6 +502,13 @@ where
         args.connections_max,
         stopped(stop_rx.clone()),
     ));
+    let admin_server = tokio::spawn(kontor_relay::http::serve_tls(
+        admin_listener,
+        admin_tls,
+        admin_app,
+        args.connections_max,
+        stopped(stop_rx.clone()),
+    ));
     let expiry_relay = relay.clone();
     let expiry = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
@@ -469,6 +525,6 @@ where
     println!("kontor: stopping");
     let _ = stop_tx.send(true);
     expiry.abort();
-    let _ = tokio::join!(device, enroll);
+    let _ = tokio::join!(device, enroll, admin_server);
     Ok(())
 }

@@ -10,3 +10,13 @@
 //!   rules, a SQLite shell), its verification and its exports.
 
 pub mod audit;
+pub mod auth;
+pub mod directory;
+pub mod error;
+pub mod http;
+pub mod policy;
+pub mod role;
+pub mod service;
+pub mod store;
+
+pub use error::{Error, Result};

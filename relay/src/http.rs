@@ -252,7 +252,7 @@ pub async fn serve_tls(
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
-        let (stream, _addr) = tokio::select! {
+        let (stream, addr) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
@@ -293,6 +293,10 @@ pub async fn serve_tls(
                 .and_then(|leaf| peer_identity(leaf).ok());
             let service = hyper::service::service_fn(
                 move |mut request: hyper::Request<hyper::body::Incoming>| {
+                    // The client's address, for per-address limits (admin sign-in).
+                    request
+                        .extensions_mut()
+                        .insert(axum::extract::ConnectInfo(addr));
                     if let Some(identity) = identity {
                         request.extensions_mut().insert(identity);
                     }

@@ -1,0 +1,2117 @@
+//! The administration's core: every admin action, authorised against the
+//! caller's role and organisation, written to the audit trail before it
+//! takes effect, and made effective at once (relay policy snapshot,
+//! provisioning directory, device commands).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kontor_managed_config::{
+    EnrollmentToken as McToken, OrgId, Policy, ServerUrl, UserIdentity, android, apple,
+};
+use kontor_provisioning::service::Service;
+use kontor_provisioning::store::{
+    self as pstore, CertificateRecord, DirectoryUser, TokenBinding, UserStatus as PStatus,
+};
+use kontor_provisioning::token::TokenSpec;
+use kontor_provisioning::{DeviceId, time::OffsetDateTime};
+use kontor_relay::bus::Bus;
+use kontor_relay::service::Relay;
+use kontor_relay::store::RelayStore;
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{AuditLog, Entry, Filter, NewEntry, Outcome};
+use crate::auth::{self, LoginLimiter};
+use crate::directory::{
+    self, Allowance, ImportRow, LineReport, RestrictionSettings, Scope, User, UserFilter,
+    UserStatus,
+};
+use crate::error::{Error, Result};
+use crate::policy::{DirectoryPolicy, PolicyEvent, Snapshot};
+use crate::role::{Permission, Role};
+use crate::store::{Account, AdminStore, ArchiveRow, UserRow, WipeRow};
+
+/// Settings of the administration.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// The organisation `kontor serve` runs for (created at start).
+    pub org_id: String,
+    /// Its display name.
+    pub org_name: String,
+    /// The enrollment URL written into managed configurations and QR codes.
+    pub enroll_url: String,
+    /// A session ends after this long without a request.
+    pub session_idle: Duration,
+    /// A session ends this long after sign-in, used or not.
+    pub session_absolute: Duration,
+    /// Invitation tokens expire after this long.
+    pub invite_lifetime: Duration,
+    /// Failed sign-ins per account or address before a pause.
+    pub login_failures_max: u32,
+    /// The pause.
+    pub login_window: Duration,
+    /// Most lines in one CSV import.
+    pub import_rows_max: usize,
+}
+
+impl AdminConfig {
+    /// Defaults for an organisation.
+    pub fn new(org_id: &str, org_name: &str, enroll_url: &str) -> Self {
+        AdminConfig {
+            org_id: org_id.to_owned(),
+            org_name: org_name.to_owned(),
+            enroll_url: enroll_url.to_owned(),
+            session_idle: Duration::from_secs(15 * 60),
+            session_absolute: Duration::from_secs(8 * 3600),
+            invite_lifetime: Duration::from_secs(14 * 24 * 3600),
+            login_failures_max: 5,
+            login_window: Duration::from_secs(15 * 60),
+            import_rows_max: 10_000,
+        }
+    }
+}
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// Account id.
+    pub account: String,
+    /// Sign-in name (the audit trail's actor).
+    pub login: String,
+    /// Organisation.
+    pub org: String,
+    /// Role.
+    pub role: Role,
+    /// The session's CSRF token; `None` for API keys.
+    pub csrf: Option<String>,
+}
+
+impl Principal {
+    /// Refuses unless the role allows `permission`.
+    pub fn require(&self, permission: Permission) -> Result<()> {
+        if self.role.allows(permission) {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(permission.as_str()))
+        }
+    }
+}
+
+/// A new session.
+#[derive(Debug)]
+pub struct SignedIn {
+    /// The cookie value (secret).
+    pub token: zeroize::Zeroizing<String>,
+    /// Who.
+    pub principal: Principal,
+}
+
+/// An invitation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InviteRequest {
+    /// User id.
+    pub user_id: String,
+    /// Display name (defaults to the user id).
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// Department.
+    #[serde(default)]
+    pub department: Option<String>,
+    /// How many devices the token enrolls (1 to 10, default 1).
+    #[serde(default)]
+    pub devices: Option<u32>,
+}
+
+/// What a bulk operation does.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum BulkAction {
+    /// Block.
+    Block,
+    /// Unblock.
+    Unblock,
+    /// Move to a department (`null`: none).
+    Move {
+        /// Target department.
+        department: Option<String>,
+    },
+    /// Set user-level restrictions.
+    Restrict {
+        /// The settings.
+        settings: RestrictionSettings,
+    },
+    /// Create invitation tokens.
+    Invite,
+    /// Wipe every device.
+    Wipe,
+}
+
+impl BulkAction {
+    fn permission(&self) -> Permission {
+        match self {
+            BulkAction::Block | BulkAction::Unblock => Permission::Block,
+            BulkAction::Move { .. } | BulkAction::Restrict { .. } => Permission::ManagePolicy,
+            BulkAction::Invite => Permission::Invite,
+            BulkAction::Wipe => Permission::Wipe,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            BulkAction::Block => "block",
+            BulkAction::Unblock => "unblock",
+            BulkAction::Move { .. } => "move",
+            BulkAction::Restrict { .. } => "restrict",
+            BulkAction::Invite => "invite",
+            BulkAction::Wipe => "wipe",
+        }
+    }
+}
+
+/// A bulk request: a filter or a selection, an action, and whether only to
+/// preview.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRequest {
+    /// Select by filter...
+    #[serde(default)]
+    pub filter: Option<UserFilter>,
+    /// ...or by user ids.
+    #[serde(default)]
+    pub users: Option<Vec<String>>,
+    /// What to do.
+    pub operation: BulkAction,
+    /// Only say which users it would touch.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// What happened to one user of a bulk operation.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct BulkResult {
+    /// User.
+    pub user_id: String,
+    /// `done`, `would_apply` or `failed`.
+    pub outcome: &'static str,
+    /// Why it failed, or what it produced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
+}
+
+fn now_ms() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0),
+    )
+    .unwrap_or(i64::MAX)
+}
+
+fn day_of(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(ms / 1000)
+        .map(|t| t.date().to_string())
+        .unwrap_or_else(|_| "1970-01-01".into())
+}
+
+/// The administration.
+pub struct Admin<P, S, B> {
+    prov: Arc<Service<P>>,
+    relay: Arc<Relay<S, P, B>>,
+    store: AdminStore,
+    audit: AuditLog,
+    policy: Arc<DirectoryPolicy>,
+    limiter: LoginLimiter,
+    config: AdminConfig,
+}
+
+impl<P, S, B> std::fmt::Debug for Admin<P, S, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admin")
+            .field("org", &self.config.org_id)
+            .finish()
+    }
+}
+
+impl<P, S, B> Admin<P, S, B>
+where
+    P: pstore::Store + Clone + 'static,
+    S: RelayStore,
+    B: Bus,
+{
+    /// The administration over provisioning, the relay (built with
+    /// `policy` as its reach policy), its store and the audit trail.
+    /// Creates the configured organisation and loads the policy snapshot.
+    pub async fn new(
+        prov: Arc<Service<P>>,
+        relay: Arc<Relay<S, P, B>>,
+        store: AdminStore,
+        audit: AuditLog,
+        policy: Arc<DirectoryPolicy>,
+        config: AdminConfig,
+    ) -> Result<Self> {
+        store
+            .ensure_org(&config.org_id, &config.org_name, now_ms())
+            .await?;
+        let limiter = LoginLimiter::new(config.login_failures_max, config.login_window);
+        let admin = Admin {
+            prov,
+            relay,
+            store,
+            audit,
+            policy,
+            limiter,
+            config,
+        };
+        admin.refresh_policy().await?;
+        Ok(admin)
+    }
+
+    /// The store.
+    pub fn store(&self) -> &AdminStore {
+        &self.store
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &AdminConfig {
+        &self.config
+    }
+
+    /// Writes the policy's events: refusals to the audit trail, message
+    /// counts to the activity table. Runs until the policy is dropped.
+    pub async fn record_events(
+        self: Arc<Self>,
+        mut events: tokio::sync::mpsc::UnboundedReceiver<PolicyEvent>,
+    ) {
+        while let Some(event) = events.recv().await {
+            let mut counts: BTreeMap<String, (u32, u32)> = BTreeMap::new();
+            let mut refusals = Vec::new();
+            let mut next = Some(event);
+            // Take what is waiting, to write counts in one transaction.
+            while let Some(event) = next.take() {
+                match event {
+                    PolicyEvent::Posted { from, to } => {
+                        counts.entry(from).or_default().0 += 1;
+                        for user in to {
+                            counts.entry(user).or_default().1 += 1;
+                        }
+                    }
+                    PolicyEvent::Refused(r) => refusals.push(r),
+                }
+                if counts.len() + refusals.len() < 1000 {
+                    next = events.try_recv().ok();
+                }
+            }
+            for r in refusals {
+                let org = self.org_of(&r.from_user).await;
+                let detail = serde_json::json!({ "what": r.what, "to": r.to_user });
+                if let Err(e) = self
+                    .write_audit(
+                        &org,
+                        &r.from_user,
+                        "relay.refused",
+                        r.to_user.as_deref().unwrap_or("-"),
+                        Outcome::Refused,
+                        detail,
+                    )
+                    .await
+                {
+                    tracing::error!(error = %e, "a refusal was not written to the audit trail");
+                }
+            }
+            if !counts.is_empty() {
+                let rows = counts.into_iter().map(|(u, (s, r))| (u, s, r)).collect();
+                if let Err(e) = self.store.add_activity(day_of(now_ms()), rows).await {
+                    tracing::warn!(error = %e, "activity counts not written");
+                }
+            }
+        }
+    }
+
+    async fn org_of(&self, user: &str) -> String {
+        match self.store.user_anywhere(user).await {
+            Ok(Some(u)) => u.org,
+            _ => self.config.org_id.clone(),
+        }
+    }
+
+    // --- audit ---------------------------------------------------------------
+
+    async fn write_audit(
+        &self,
+        org: &str,
+        actor: &str,
+        action: &str,
+        target: &str,
+        outcome: Outcome,
+        detail: serde_json::Value,
+    ) -> Result<Entry> {
+        let audit = self.audit.clone();
+        let entry = NewEntry {
+            org: org.to_owned(),
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            target: if target.is_empty() {
+                "-".into()
+            } else {
+                target.to_owned()
+            },
+            outcome,
+            detail,
+        };
+        tokio::task::spawn_blocking(move || audit.append(entry, now_ms()))
+            .await
+            .map_err(|e| Error::Audit(e.to_string()))?
+            .map_err(Error::from)
+    }
+
+    /// Records the request, runs `action`, records how it ended. Nothing
+    /// runs when the first record cannot be written.
+    async fn act<T>(
+        &self,
+        p: &Principal,
+        action: &str,
+        target: &str,
+        detail: serde_json::Value,
+        run: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        self.write_audit(&p.org, &p.login, action, target, Outcome::Requested, detail)
+            .await?;
+        let result = run.await;
+        let (outcome, detail) = match &result {
+            Ok(_) => (Outcome::Done, serde_json::json!({})),
+            Err(e) => (
+                Outcome::Failed,
+                serde_json::json!({ "error": e.code(), "message": e.to_string() }),
+            ),
+        };
+        if let Err(e) = self
+            .write_audit(&p.org, &p.login, action, target, outcome, detail)
+            .await
+        {
+            tracing::error!(error = %e, action, "the outcome of an admin action was not written to the audit trail");
+        }
+        result
+    }
+
+    /// The audit trail of the caller's organisation.
+    pub async fn audit_entries(&self, p: &Principal, mut filter: Filter) -> Result<Vec<Entry>> {
+        p.require(Permission::ReadAudit)?;
+        filter.org = Some(p.org.clone());
+        filter
+            .validate()
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let audit = self.audit.clone();
+        let entries = tokio::task::spawn_blocking(move || audit.query(&filter))
+            .await
+            .map_err(|e| Error::Audit(e.to_string()))??;
+        Ok(entries)
+    }
+
+    // --- sign-in -------------------------------------------------------------
+
+    /// Signs in with a password (and a TOTP code when the account has one).
+    /// Every failure answers the same, is counted and audited.
+    pub async fn sign_in(
+        &self,
+        login: &str,
+        password: &str,
+        totp: Option<&str>,
+        client: &str,
+    ) -> Result<SignedIn> {
+        let keys = [login, client];
+        self.limiter.check(&keys)?;
+        let account = self.store.account_by_login(login).await?;
+        let password_ok = {
+            let hash = account.as_ref().map_or_else(
+                || auth::dummy_hash().to_owned(),
+                |a| a.password_hash.clone(),
+            );
+            let password = zeroize::Zeroizing::new(password.to_owned());
+            tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
+                .await
+                .unwrap_or(false)
+        };
+        let refuse = |reason: &'static str| async move {
+            self.limiter.failed(&keys);
+            let org = account_org(&self.config, None);
+            let _ = self
+                .write_audit(
+                    &org,
+                    login,
+                    "session.sign_in",
+                    login,
+                    Outcome::Refused,
+                    serde_json::json!({ "reason": reason, "client": client }),
+                )
+                .await;
+            Err(Error::Unauthenticated("wrong name, password or code"))
+        };
+        let Some(account) = account.filter(|_| password_ok) else {
+            return refuse("password").await;
+        };
+        if account.disabled_at_ms.is_some() {
+            return refuse("disabled").await;
+        }
+        if let Some(secret) = &account.totp_secret {
+            let now_s = u64::try_from(now_ms() / 1000).unwrap_or(0);
+            let step = totp.and_then(|code| auth::check_totp(secret, code, now_s));
+            let Some(step) = step else {
+                return refuse("totp").await;
+            };
+            if !self
+                .store
+                .use_totp_step(&account.id, i64::try_from(step).unwrap_or(i64::MAX))
+                .await?
+            {
+                return refuse("totp reused").await;
+            }
+        }
+        self.limiter.succeeded(login);
+        let token = auth::new_secret();
+        let csrf = auth::new_secret();
+        let principal = Principal {
+            account: account.id.clone(),
+            login: account.login.clone(),
+            org: account.org.clone(),
+            role: account.role,
+            csrf: Some(csrf.to_string()),
+        };
+        self.write_audit(
+            &account.org,
+            &account.login,
+            "session.sign_in",
+            &account.login,
+            Outcome::Done,
+            serde_json::json!({ "client": client }),
+        )
+        .await?;
+        self.store
+            .insert_session(auth::secret_hash(&token), &account.id, &csrf, now_ms())
+            .await?;
+        Ok(SignedIn { token, principal })
+    }
+
+    /// The principal of a session cookie, if the session is live and its
+    /// account enabled.
+    pub async fn session(&self, token: &str) -> Result<Principal> {
+        let hash = auth::secret_hash(token);
+        let Some((account, csrf)) = self
+            .store
+            .touch_session(
+                hash,
+                now_ms(),
+                ms(self.config.session_idle),
+                ms(self.config.session_absolute),
+            )
+            .await?
+        else {
+            return Err(Error::Unauthenticated(
+                "session expired or unknown; sign in",
+            ));
+        };
+        let account = self.live_account(&account).await?;
+        Ok(Principal {
+            account: account.id,
+            login: account.login,
+            org: account.org,
+            role: account.role,
+            csrf: Some(csrf),
+        })
+    }
+
+    /// Ends a session.
+    pub async fn sign_out(&self, p: &Principal, token: &str) -> Result<()> {
+        self.store.delete_session(auth::secret_hash(token)).await?;
+        self.write_audit(
+            &p.org,
+            &p.login,
+            "session.sign_out",
+            &p.login,
+            Outcome::Done,
+            serde_json::json!({}),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The principal of an API key (`kak_<id>_<secret>`).
+    pub async fn api_key(&self, key: &str) -> Result<Principal> {
+        let (id, secret) =
+            auth::parse_api_key(key).ok_or(Error::Unauthenticated("malformed API key"))?;
+        let Some((account, stored)) = self.store.api_key(id).await? else {
+            return Err(Error::Unauthenticated("unknown or revoked API key"));
+        };
+        if !auth::hashes_equal(&auth::secret_hash(secret), &stored) {
+            return Err(Error::Unauthenticated("unknown or revoked API key"));
+        }
+        let account = self.live_account(&account).await?;
+        Ok(Principal {
+            account: account.id,
+            login: account.login,
+            org: account.org,
+            role: account.role,
+            csrf: None,
+        })
+    }
+
+    async fn live_account(&self, id: &str) -> Result<Account> {
+        match self.store.account(id).await? {
+            Some(a) if a.disabled_at_ms.is_none() => Ok(a),
+            _ => Err(Error::Unauthenticated("account disabled")),
+        }
+    }
+
+    // --- accounts --------------------------------------------------------------
+
+    /// Creates an admin account in the caller's organisation.
+    pub async fn create_account(
+        &self,
+        p: &Principal,
+        login: &str,
+        password: &str,
+        role: Role,
+    ) -> Result<Account> {
+        p.require(Permission::ManageAdmins)?;
+        directory::check_name("login", login)?;
+        auth::check_password(password)?;
+        let password = zeroize::Zeroizing::new(password.to_owned());
+        let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
+            .await
+            .map_err(|e| Error::Store(e.to_string()))??;
+        let account = Account {
+            id: hex::encode(&auth::new_secret().as_bytes()[..8]),
+            org: p.org.clone(),
+            login: login.to_owned(),
+            role,
+            password_hash: hash,
+            totp_secret: None,
+            totp_last_step: None,
+            disabled_at_ms: None,
+            created_at_ms: now_ms(),
+        };
+        let detail = serde_json::json!({ "role": role.as_str() });
+        self.act(p, "account.create", login, detail, async {
+            self.store.insert_account(&account).await
+        })
+        .await?;
+        Ok(account)
+    }
+
+    /// The caller's organisation's accounts.
+    pub async fn accounts(&self, p: &Principal) -> Result<Vec<serde_json::Value>> {
+        p.require(Permission::ManageAdmins)?;
+        Ok(self
+            .store
+            .accounts(&p.org)
+            .await?
+            .into_iter()
+            .map(|a| {
+                serde_json::json!({
+                    "id": a.id, "login": a.login, "role": a.role.as_str(),
+                    "totp": a.totp_secret.is_some(), "disabled_at_ms": a.disabled_at_ms,
+                    "created_at_ms": a.created_at_ms,
+                })
+            })
+            .collect())
+    }
+
+    async fn account_in_org(&self, p: &Principal, id: &str) -> Result<Account> {
+        match self.store.account(id).await? {
+            Some(a) if a.org == p.org => Ok(a),
+            _ => Err(Error::NotFound(format!("account {id}"))),
+        }
+    }
+
+    /// Disables an account: its sessions and API keys end at once.
+    pub async fn disable_account(&self, p: &Principal, id: &str) -> Result<()> {
+        p.require(Permission::ManageAdmins)?;
+        let account = self.account_in_org(p, id).await?;
+        if account.id == p.account {
+            return Err(Error::Conflict(
+                "you cannot disable your own account".into(),
+            ));
+        }
+        self.act(
+            p,
+            "account.disable",
+            &account.login,
+            serde_json::json!({}),
+            async {
+                self.store.disable_account(&account.id, now_ms()).await?;
+                Ok(())
+            },
+        )
+        .await
+    }
+
+    /// Turns on TOTP for the caller; returns the secret (base32) and an
+    /// `otpauth://` URI for an authenticator app. Sign-ins need a code from
+    /// then on.
+    pub async fn enable_totp(&self, p: &Principal) -> Result<serde_json::Value> {
+        let mut secret = zeroize::Zeroizing::new([0u8; 20]);
+        auth::fill_random(&mut secret[..]);
+        let b32 = auth::base32(&secret[..]);
+        self.act(
+            p,
+            "account.totp_enable",
+            &p.login,
+            serde_json::json!({}),
+            async { self.store.set_totp(&p.account, Some(secret.to_vec())).await },
+        )
+        .await?;
+        Ok(serde_json::json!({
+            "secret": b32,
+            "uri": format!("otpauth://totp/Kontor:{}?secret={b32}&issuer=Kontor&algorithm=SHA1&digits=6&period=30", p.login),
+        }))
+    }
+
+    /// Creates an API key for an account of the caller's organisation; the
+    /// key is shown once.
+    pub async fn create_api_key(
+        &self,
+        p: &Principal,
+        account: &str,
+        label: &str,
+    ) -> Result<serde_json::Value> {
+        p.require(Permission::ManageAdmins)?;
+        directory::check_name("label", label)?;
+        let account = self.account_in_org(p, account).await?;
+        if account.disabled_at_ms.is_some() {
+            return Err(Error::Conflict(format!(
+                "account {} is disabled",
+                account.login
+            )));
+        }
+        let id = hex::encode(&auth::new_secret().as_bytes()[..8]);
+        let secret = auth::new_secret();
+        let detail = serde_json::json!({ "key": id, "label": label });
+        self.act(p, "api_key.create", &account.login, detail, async {
+            self.store
+                .insert_api_key(
+                    &id,
+                    &account.id,
+                    auth::secret_hash(&secret),
+                    label,
+                    now_ms(),
+                )
+                .await
+        })
+        .await?;
+        Ok(serde_json::json!({
+            "id": id,
+            "key": format!("kak_{id}_{}", secret.as_str()),
+            "account": account.login,
+            "role": account.role.as_str(),
+        }))
+    }
+
+    /// The API keys of the caller's organisation (never their secrets).
+    pub async fn api_keys(&self, p: &Principal) -> Result<Vec<serde_json::Value>> {
+        p.require(Permission::ManageAdmins)?;
+        self.store.api_keys(&p.org).await
+    }
+
+    /// Revokes an API key.
+    pub async fn revoke_api_key(&self, p: &Principal, id: &str) -> Result<()> {
+        p.require(Permission::ManageAdmins)?;
+        self.act(p, "api_key.revoke", id, serde_json::json!({}), async {
+            if self.store.revoke_api_key(&p.org, id, now_ms()).await? {
+                Ok(())
+            } else {
+                Err(Error::NotFound(format!("API key {id}")))
+            }
+        })
+        .await
+    }
+
+    // --- users -----------------------------------------------------------------
+
+    async fn current_certs(&self, user_id: &str) -> Result<Vec<CertificateRecord>> {
+        let now_s = now_ms() / 1000;
+        let deny = self.prov.deny_list();
+        let mut newest: HashMap<DeviceId, CertificateRecord> = HashMap::new();
+        for cert in self.prov.store().certificates_of_user(user_id).await? {
+            if cert.not_after <= now_s || deny.contains(&cert.serial) {
+                continue;
+            }
+            match newest.get(&cert.device_id) {
+                Some(c) if c.issued_at >= cert.issued_at => {}
+                _ => {
+                    newest.insert(cert.device_id, cert);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (device, cert) in newest {
+            let wiped = self
+                .relay
+                .store()
+                .device_state(device)
+                .await?
+                .is_some_and(|s| s.wiped_at_ms.is_some());
+            if !wiped {
+                out.push(cert);
+            }
+        }
+        out.sort_by_key(|c| c.issued_at);
+        Ok(out)
+    }
+
+    async fn view(&self, row: &UserRow) -> Result<User> {
+        let certs = self.current_certs(&row.user_id).await?;
+        let mut last_seen = None;
+        for cert in &certs {
+            if let Some(state) = self.relay.store().device_state(cert.device_id).await? {
+                last_seen = last_seen.max(state.last_seen_ms);
+            }
+        }
+        let mut platforms: Vec<String> = certs.iter().map(|c| c.platform.clone()).collect();
+        platforms.sort();
+        platforms.dedup();
+        let status = match row.status {
+            UserStatus::Blocked => UserStatus::Blocked,
+            _ if !certs.is_empty() => UserStatus::Active,
+            other => other,
+        };
+        Ok(User {
+            user_id: row.user_id.clone(),
+            display_name: row.display_name.clone(),
+            department: row.department.clone(),
+            status,
+            created_at_ms: row.created_at_ms,
+            last_seen_ms: last_seen,
+            platforms,
+            devices: certs.len(),
+        })
+    }
+
+    async fn user_row(&self, p: &Principal, user_id: &str) -> Result<UserRow> {
+        self.store
+            .user(&p.org, user_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("user {user_id}")))
+    }
+
+    /// Users of the caller's organisation matching a filter.
+    pub async fn users(&self, p: &Principal, filter: &UserFilter) -> Result<Vec<User>> {
+        p.require(Permission::ReadDirectory)?;
+        filter.validate()?;
+        let now = now_ms();
+        let mut out = Vec::new();
+        for row in self.store.users(&p.org).await? {
+            let user = self.view(&row).await?;
+            if filter.matches(&user, now) {
+                out.push(user);
+            }
+        }
+        Ok(out)
+    }
+
+    /// One user with devices, activity and effective restrictions.
+    pub async fn user(&self, p: &Principal, user_id: &str) -> Result<serde_json::Value> {
+        p.require(Permission::ReadDirectory)?;
+        let row = self.user_row(p, user_id).await?;
+        let user = self.view(&row).await?;
+        let mut devices = Vec::new();
+        for cert in self.current_certs(user_id).await? {
+            let state = self.relay.store().device_state(cert.device_id).await?;
+            devices.push(serde_json::json!({
+                "device_id": cert.device_id.to_string(),
+                "platform": cert.platform,
+                "name": cert.device_name,
+                "enrolled_at": cert.issued_at,
+                "certificate_serial": cert.serial.to_string(),
+                "certificate_expires": cert.not_after,
+                "last_seen_ms": state.as_ref().and_then(|s| s.last_seen_ms),
+            }));
+        }
+        let activity: Vec<serde_json::Value> = self
+            .store
+            .activity(user_id)
+            .await?
+            .into_iter()
+            .map(|(day, sent, received)| serde_json::json!({ "day": day, "sent": sent, "received": received }))
+            .collect();
+        let restrictions = self.effective_for(&p.org, &row).await?;
+        Ok(serde_json::json!({
+            "user": user,
+            "devices": devices,
+            "activity": activity,
+            "restrictions": directory::restriction_keys(&restrictions),
+        }))
+    }
+
+    /// A user's message counts per day.
+    pub async fn activity(&self, p: &Principal, user_id: &str) -> Result<serde_json::Value> {
+        p.require(Permission::ReadDirectory)?;
+        self.user_row(p, user_id).await?;
+        let days: Vec<serde_json::Value> = self
+            .store
+            .activity(user_id)
+            .await?
+            .into_iter()
+            .map(|(day, sent, received)| serde_json::json!({ "day": day, "sent": sent, "received": received }))
+            .collect();
+        Ok(serde_json::json!({ "user_id": user_id, "days": days }))
+    }
+
+    async fn check_admitted(
+        &self,
+        org: &str,
+        user_id: &str,
+        department: Option<&str>,
+    ) -> Result<()> {
+        let list = self.store.allow_list(org).await?;
+        if !list.is_empty()
+            && !list
+                .iter()
+                .any(|e| directory::allow_list_admits(e, user_id, department))
+        {
+            return Err(Error::Invalid(format!(
+                "user {user_id} is not on the allow-list"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn check_department(&self, org: &str, department: Option<&str>) -> Result<()> {
+        if let Some(d) = department
+            && !self.store.barriers(org).await?.departments.contains_key(d)
+        {
+            return Err(Error::Invalid(format!("unknown department {d:?}")));
+        }
+        Ok(())
+    }
+
+    async fn mirror(&self, user_id: &str, department: Option<&str>, blocked: bool) -> Result<()> {
+        self.prov
+            .store()
+            .put_user(&DirectoryUser {
+                user_id: user_id.to_owned(),
+                department: department.map(str::to_owned),
+                status: if blocked {
+                    PStatus::Blocked
+                } else {
+                    PStatus::Active
+                },
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Invites a user (creating them if new): an enrollment token bound to
+    /// them, a ready managed configuration for iOS and Android, and a QR
+    /// code.
+    pub async fn invite(&self, p: &Principal, req: &InviteRequest) -> Result<serde_json::Value> {
+        p.require(Permission::Invite)?;
+        directory::check_user_id(&req.user_id)?;
+        let display_name = req
+            .display_name
+            .clone()
+            .unwrap_or_else(|| req.user_id.clone());
+        directory::check_name("display name", &display_name)?;
+        if let Some(d) = &req.department {
+            directory::check_name("department", d)?;
+        }
+        let devices = req.devices.unwrap_or(1);
+        if !(1..=10).contains(&devices) {
+            return Err(Error::Invalid("devices must be 1 to 10".into()));
+        }
+        let existing = self.store.user_anywhere(&req.user_id).await?;
+        let department = match &existing {
+            Some(u) if u.org != p.org => {
+                return Err(Error::Conflict(format!("user id {} is taken", req.user_id)));
+            }
+            Some(u) if u.status == UserStatus::Blocked => {
+                return Err(Error::Conflict(format!(
+                    "user {} is blocked; unblock first",
+                    req.user_id
+                )));
+            }
+            Some(u) => u.department.clone(),
+            None => req.department.clone(),
+        };
+        self.check_department(&p.org, department.as_deref()).await?;
+        self.check_admitted(&p.org, &req.user_id, department.as_deref())
+            .await?;
+        let detail = serde_json::json!({ "department": department, "devices": devices });
+        self.act(p, "user.invite", &req.user_id, detail, async {
+            if existing.is_none() {
+                self.store
+                    .insert_users(vec![UserRow {
+                        user_id: req.user_id.clone(),
+                        org: p.org.clone(),
+                        display_name: display_name.clone(),
+                        department: department.clone(),
+                        status: UserStatus::Invited,
+                        created_at_ms: now_ms(),
+                    }])
+                    .await?;
+            }
+            self.mirror(&req.user_id, department.as_deref(), false)
+                .await?;
+            self.refresh_policy().await?;
+            self.invitation(&p.org, &req.user_id, department.as_deref(), devices)
+                .await
+        })
+        .await
+    }
+
+    async fn invitation(
+        &self,
+        org: &str,
+        user_id: &str,
+        department: Option<&str>,
+        devices: u32,
+    ) -> Result<serde_json::Value> {
+        let spec = TokenSpec {
+            binding: TokenBinding::User(user_id.to_owned()),
+            max_uses: devices,
+            lifetime_seconds: i64::try_from(self.config.invite_lifetime.as_secs())
+                .unwrap_or(i64::MAX),
+            label: format!("invitation for {user_id}"),
+        };
+        let (token, info) = self
+            .prov
+            .create_token(&spec, OffsetDateTime::now_utc())
+            .await?;
+        let bad = |e: kontor_managed_config::Error| Error::Invalid(e.to_string());
+        let mut policy = Policy::new(
+            ServerUrl::parse(&self.config.enroll_url).map_err(bad)?,
+            OrgId::parse(org).map_err(bad)?,
+        );
+        policy.enrollment_token = Some(McToken::parse(token.expose_secret()).map_err(bad)?);
+        policy.user_identity = Some(UserIdentity::parse(user_id).map_err(bad)?);
+        if let Some(d) = department {
+            policy.department = Some(kontor_managed_config::Department::parse(d).map_err(bad)?);
+        }
+        if let Some(row) = self.store.user(org, user_id).await? {
+            policy.restrictions = self.effective_for(org, &row).await?;
+        }
+        let qr_svg = token.qr_svg(&self.config.enroll_url)?;
+        Ok(serde_json::json!({
+            "user_id": user_id,
+            "token": token.expose_secret(),
+            "token_id": info.id,
+            "expires_at": info.expires_at,
+            "max_uses": info.max_uses,
+            "managed_config": {
+                "apple_plist": apple::configuration_plist(&policy).map_err(bad)?,
+                "android_json": android::bundle_json(&policy).map_err(bad)?,
+            },
+            "qr_svg": qr_svg,
+        }))
+    }
+
+    async fn rows_of(&self, p: &Principal, users: &[String]) -> Result<Vec<UserRow>> {
+        let mut rows = Vec::new();
+        let mut unknown = Vec::new();
+        for user in users {
+            match self.store.user(&p.org, user).await? {
+                Some(r) => rows.push(r),
+                None => unknown.push(user.clone()),
+            }
+        }
+        if !unknown.is_empty() {
+            return Err(Error::NotFound(format!("users {}", unknown.join(", "))));
+        }
+        Ok(rows)
+    }
+
+    /// Blocks or unblocks users, all or none: their connections are refused
+    /// and their queued messages held from the next request on.
+    pub async fn set_blocked(&self, p: &Principal, users: &[String], blocked: bool) -> Result<()> {
+        p.require(Permission::Block)?;
+        let rows = self.rows_of(p, users).await?;
+        let action = if blocked {
+            "user.block"
+        } else {
+            "user.unblock"
+        };
+        let target = users.join(",");
+        self.act(
+            p,
+            action,
+            &target,
+            serde_json::json!({ "users": users.len() }),
+            async {
+                let changes = rows
+                    .iter()
+                    .map(|r| {
+                        let status = if blocked {
+                            UserStatus::Blocked
+                        } else {
+                            UserStatus::Active
+                        };
+                        (r.user_id.clone(), status, r.department.clone())
+                    })
+                    .collect();
+                self.store.update_users(&p.org, changes).await?;
+                for r in &rows {
+                    self.mirror(&r.user_id, r.department.as_deref(), blocked)
+                        .await?;
+                }
+                Ok(())
+            },
+        )
+        .await
+    }
+
+    /// Moves users to a department (or none), all or none; the new
+    /// barriers and restrictions apply at once.
+    pub async fn move_users(
+        &self,
+        p: &Principal,
+        users: &[String],
+        department: Option<&str>,
+    ) -> Result<()> {
+        p.require(Permission::ManagePolicy)?;
+        let rows = self.rows_of(p, users).await?;
+        self.check_department(&p.org, department).await?;
+        let detail = serde_json::json!({ "department": department });
+        self.act(p, "user.move", &users.join(","), detail, async {
+            let changes = rows
+                .iter()
+                .map(|r| (r.user_id.clone(), r.status, department.map(str::to_owned)))
+                .collect();
+            self.store.update_users(&p.org, changes).await?;
+            for r in &rows {
+                self.mirror(&r.user_id, department, r.status == UserStatus::Blocked)
+                    .await?;
+            }
+            self.refresh_policy().await?;
+            self.push_policy(&p.org, users).await
+        })
+        .await
+    }
+
+    /// Removes a user: certificates revoked, queues dropped, group
+    /// memberships and invitations ended, administrative data erased. The
+    /// audit trail keeps what was done.
+    pub async fn remove_user(&self, p: &Principal, user_id: &str) -> Result<()> {
+        p.require(Permission::RemoveUser)?;
+        let row = self.user_row(p, user_id).await?;
+        self.act(p, "user.remove", user_id, serde_json::json!({}), async {
+            // Refused from now on, whatever follows.
+            self.mirror(user_id, None, true).await?;
+            let now = OffsetDateTime::now_utc();
+            for cert in self.prov.store().certificates_of_user(user_id).await? {
+                self.relay.store().drop_queue(cert.device_id).await?;
+            }
+            match self.prov.revoke_user(user_id, "removed", now).await {
+                Ok(_) | Err(kontor_provisioning::Error::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+            for token in self.prov.list_tokens().await? {
+                if token.binding == "user"
+                    && token.bound_to == user_id
+                    && token.revoked_at.is_none()
+                {
+                    self.prov.revoke_token(&token.id, now).await?;
+                }
+            }
+            for group in self.relay.store().groups_of_user(user_id).await? {
+                self.relay.store().remove_member(group.id, user_id).await?;
+            }
+            self.store.erase_user(&row.org, user_id).await?;
+            self.refresh_policy().await
+        })
+        .await
+    }
+
+    // --- CSV import and bulk operations ------------------------------------------
+
+    /// Imports users from CSV: every line is checked first; with `dry_run`
+    /// nothing is written, otherwise every accepted line is created in one
+    /// transaction. The report names each refused line and why.
+    pub async fn import(
+        &self,
+        p: &Principal,
+        csv: &[u8],
+        dry_run: bool,
+    ) -> Result<serde_json::Value> {
+        p.require(Permission::ManagePolicy)?;
+        let (rows, mut report) = directory::parse_import(csv, self.config.import_rows_max)?;
+        let departments = self.store.barriers(&p.org).await?.departments;
+        let mut accepted: Vec<ImportRow> = Vec::new();
+        for row in rows {
+            let refuse = |reason: String| LineReport {
+                line: row.line,
+                user_id: Some(row.user_id.clone()),
+                outcome: "refused",
+                reason: Some(reason),
+            };
+            if let Some(d) = &row.department
+                && !departments.contains_key(d)
+            {
+                report.push(refuse(format!("unknown department {d:?}")));
+                continue;
+            }
+            if self.store.user_anywhere(&row.user_id).await?.is_some() {
+                report.push(refuse(format!("user {} exists", row.user_id)));
+                continue;
+            }
+            if let Err(e) = self
+                .check_admitted(&p.org, &row.user_id, row.department.as_deref())
+                .await
+            {
+                report.push(refuse(e.to_string()));
+                continue;
+            }
+            accepted.push(row);
+        }
+        let outcome = if dry_run { "would_create" } else { "created" };
+        for row in &accepted {
+            report.push(LineReport {
+                line: row.line,
+                user_id: Some(row.user_id.clone()),
+                outcome,
+                reason: None,
+            });
+        }
+        report.sort_by_key(|r| r.line);
+        let refused = report.iter().filter(|r| r.outcome == "refused").count();
+        if !dry_run && !accepted.is_empty() {
+            let detail = serde_json::json!({ "created": accepted.len(), "refused": refused });
+            self.act(p, "user.import", "-", detail, async {
+                let now = now_ms();
+                self.store
+                    .insert_users(
+                        accepted
+                            .iter()
+                            .map(|r| UserRow {
+                                user_id: r.user_id.clone(),
+                                org: p.org.clone(),
+                                display_name: r.display_name.clone(),
+                                department: r.department.clone(),
+                                status: UserStatus::Invited,
+                                created_at_ms: now,
+                            })
+                            .collect(),
+                    )
+                    .await?;
+                for r in &accepted {
+                    self.mirror(&r.user_id, r.department.as_deref(), false)
+                        .await?;
+                }
+                self.refresh_policy().await
+            })
+            .await?;
+        }
+        Ok(serde_json::json!({
+            "dry_run": dry_run,
+            "accepted": accepted.len(),
+            "refused": refused,
+            "lines": report,
+        }))
+    }
+
+    /// Applies an action to a filtered set or a selection. Block, unblock
+    /// and move apply to all or none; restrict, invite and wipe report
+    /// each user's outcome.
+    pub async fn bulk(&self, p: &Principal, req: &BulkRequest) -> Result<serde_json::Value> {
+        p.require(Permission::ReadDirectory)?;
+        p.require(req.operation.permission())?;
+        let users: Vec<String> = match (&req.filter, &req.users) {
+            (Some(filter), None) => self
+                .users(p, filter)
+                .await?
+                .into_iter()
+                .map(|u| u.user_id)
+                .collect(),
+            (None, Some(users)) => {
+                if users.is_empty() || users.len() > 10_000 {
+                    return Err(Error::Invalid("select 1 to 10000 users".into()));
+                }
+                let unique: BTreeSet<&String> = users.iter().collect();
+                self.rows_of(p, users).await?;
+                unique.into_iter().cloned().collect()
+            }
+            _ => {
+                return Err(Error::Invalid(
+                    "give either a filter or a list of users".into(),
+                ));
+            }
+        };
+        if let BulkAction::Move { department } = &req.operation {
+            self.check_department(&p.org, department.as_deref()).await?;
+        }
+        if let BulkAction::Restrict { settings } = &req.operation {
+            settings.validate()?;
+        }
+        if req.dry_run || users.is_empty() {
+            return Ok(serde_json::json!({
+                "dry_run": req.dry_run, "action": req.operation.name(),
+                "count": users.len(), "users": users,
+            }));
+        }
+        let results: Vec<BulkResult> = match &req.operation {
+            BulkAction::Block | BulkAction::Unblock => {
+                self.set_blocked(p, &users, req.operation == BulkAction::Block)
+                    .await?;
+                done_all(&users)
+            }
+            BulkAction::Move { department } => {
+                self.move_users(p, &users, department.as_deref()).await?;
+                done_all(&users)
+            }
+            BulkAction::Restrict { settings } => {
+                let mut out = Vec::new();
+                for user in &users {
+                    let r = self
+                        .set_restrictions(p, Scope::User, user, Some(settings.clone()))
+                        .await;
+                    out.push(result_of(user, r.map(|_| None)));
+                }
+                out
+            }
+            BulkAction::Invite => {
+                let mut out = Vec::new();
+                for user in &users {
+                    let req = InviteRequest {
+                        user_id: user.clone(),
+                        display_name: None,
+                        department: None,
+                        devices: None,
+                    };
+                    let r = self.invite(p, &req).await.map(|mut v| {
+                        // The QR code is large; the token is what a bulk caller hands on.
+                        if let Some(o) = v.as_object_mut() {
+                            o.remove("qr_svg");
+                        }
+                        Some(v)
+                    });
+                    out.push(result_of(user, r));
+                }
+                out
+            }
+            BulkAction::Wipe => {
+                let mut out = Vec::new();
+                for user in &users {
+                    let r = self.wipe_user(p, user, false).await.map(Some);
+                    out.push(result_of(user, r));
+                }
+                out
+            }
+        };
+        let failed = results.iter().filter(|r| r.outcome == "failed").count();
+        Ok(serde_json::json!({
+            "dry_run": false, "action": req.operation.name(),
+            "count": users.len(), "failed": failed, "results": results,
+        }))
+    }
+
+    // --- departments, barriers, allow-list, restrictions ---------------------------
+
+    /// Departments and barrier matrix.
+    pub async fn barriers(&self, p: &Principal) -> Result<serde_json::Value> {
+        p.require(Permission::ReadDirectory)?;
+        let b = self.store.barriers(&p.org).await?;
+        let departments: Vec<serde_json::Value> = b
+            .departments
+            .iter()
+            .map(|(name, closed)| serde_json::json!({ "name": name, "closed": closed }))
+            .collect();
+        let matrix: Vec<serde_json::Value> = b
+            .matrix
+            .iter()
+            .map(|((a, c), allow)| {
+                serde_json::json!({ "a": a, "b": c, "messages": allow.messages, "groups": allow.groups, "files": allow.files })
+            })
+            .collect();
+        Ok(serde_json::json!({ "departments": departments, "matrix": matrix }))
+    }
+
+    /// Creates or changes a department.
+    pub async fn put_department(&self, p: &Principal, name: &str, closed: bool) -> Result<()> {
+        p.require(Permission::ManagePolicy)?;
+        directory::check_name("department", name)?;
+        if name.starts_with("department:") {
+            return Err(Error::Invalid(
+                "a department name cannot start with department:".into(),
+            ));
+        }
+        self.act(
+            p,
+            "department.put",
+            name,
+            serde_json::json!({ "closed": closed }),
+            async {
+                self.store.put_department(&p.org, name, closed).await?;
+                self.refresh_policy().await
+            },
+        )
+        .await
+    }
+
+    /// Deletes an empty department.
+    pub async fn delete_department(&self, p: &Principal, name: &str) -> Result<()> {
+        p.require(Permission::ManagePolicy)?;
+        self.act(p, "department.delete", name, serde_json::json!({}), async {
+            if !self.store.delete_department(&p.org, name).await? {
+                return Err(Error::NotFound(format!("department {name}")));
+            }
+            self.refresh_policy().await
+        })
+        .await
+    }
+
+    /// Sets what two departments (or one and "no department", `""`) may
+    /// exchange.
+    pub async fn put_barrier(
+        &self,
+        p: &Principal,
+        a: &str,
+        b: &str,
+        allow: Allowance,
+    ) -> Result<()> {
+        p.require(Permission::ManagePolicy)?;
+        let known = self.store.barriers(&p.org).await?.departments;
+        for d in [a, b] {
+            if !d.is_empty() && !known.contains_key(d) {
+                return Err(Error::NotFound(format!("department {d}")));
+            }
+        }
+        if a == b {
+            return Err(Error::Invalid(
+                "a barrier is between two different departments".into(),
+            ));
+        }
+        let detail = serde_json::to_value(allow).map_err(|e| Error::Store(e.to_string()))?;
+        self.act(p, "barrier.put", &format!("{a}|{b}"), detail, async {
+            self.store.put_barrier(&p.org, a, b, allow).await?;
+            self.refresh_policy().await
+        })
+        .await
+    }
+
+    /// The allow-list.
+    pub async fn allow_list(&self, p: &Principal) -> Result<Vec<String>> {
+        p.require(Permission::ReadDirectory)?;
+        self.store.allow_list(&p.org).await
+    }
+
+    /// Adds or removes an allow-list entry. While the list has entries,
+    /// nobody it does not admit can be invited or imported, and an entry's
+    /// removal revokes the open invitations of users no longer admitted.
+    pub async fn set_allow_list_entry(
+        &self,
+        p: &Principal,
+        entry: &str,
+        present: bool,
+    ) -> Result<()> {
+        p.require(Permission::ManagePolicy)?;
+        directory::check_allow_list_entry(entry)?;
+        let action = if present {
+            "allow_list.add"
+        } else {
+            "allow_list.remove"
+        };
+        self.act(p, action, entry, serde_json::json!({}), async {
+            let changed = self
+                .store
+                .set_allow_list_entry(&p.org, entry, present)
+                .await?;
+            if !present && !changed {
+                return Err(Error::NotFound(format!("allow-list entry {entry}")));
+            }
+            // Provisioning's allow-list (for allow-list enrollment tokens)
+            // belongs to the deployment's own organisation, whose CA it is.
+            let own = p.org == self.config.org_id;
+            if present {
+                if own {
+                    self.prov.store().add_allow_list_entry(entry).await?;
+                }
+                return Ok(());
+            }
+            if own {
+                self.prov.store().remove_allow_list_entry(entry).await?;
+            }
+            let now = OffsetDateTime::now_utc();
+            for token in self.prov.list_tokens().await? {
+                if token.binding != "user" || token.revoked_at.is_some() {
+                    continue;
+                }
+                if let Some(u) = self.store.user(&p.org, &token.bound_to).await?
+                    && self
+                        .check_admitted(&p.org, &u.user_id, u.department.as_deref())
+                        .await
+                        .is_err()
+                {
+                    self.prov.revoke_token(&token.id, now).await?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Every restriction setting of the organisation.
+    pub async fn restrictions(&self, p: &Principal) -> Result<serde_json::Value> {
+        p.require(Permission::ReadDirectory)?;
+        let rows: Vec<serde_json::Value> = self
+            .store
+            .restrictions(&p.org)
+            .await?
+            .into_iter()
+            .map(|(scope, id, settings)| serde_json::json!({ "scope": scope, "id": id, "settings": settings }))
+            .collect();
+        Ok(serde_json::json!({ "restrictions": rows }))
+    }
+
+    /// Sets (or clears) restrictions at a scope, pushes the new effective
+    /// policy to every affected device at once, and tells the relay.
+    pub async fn set_restrictions(
+        &self,
+        p: &Principal,
+        scope: Scope,
+        id: &str,
+        settings: Option<RestrictionSettings>,
+    ) -> Result<usize> {
+        p.require(Permission::ManagePolicy)?;
+        if let Some(s) = &settings {
+            s.validate()?;
+        }
+        let affected: Vec<String> = match scope {
+            Scope::Org => {
+                if id != p.org {
+                    return Err(Error::NotFound(format!("organisation {id}")));
+                }
+                self.store
+                    .users(&p.org)
+                    .await?
+                    .into_iter()
+                    .map(|u| u.user_id)
+                    .collect()
+            }
+            Scope::Department => {
+                if !self
+                    .store
+                    .barriers(&p.org)
+                    .await?
+                    .departments
+                    .contains_key(id)
+                {
+                    return Err(Error::NotFound(format!("department {id}")));
+                }
+                self.store
+                    .users(&p.org)
+                    .await?
+                    .into_iter()
+                    .filter(|u| u.department.as_deref() == Some(id))
+                    .map(|u| u.user_id)
+                    .collect()
+            }
+            Scope::Group => self.group_members(p, id).await?,
+            Scope::User => vec![self.user_row(p, id).await?.user_id],
+        };
+        let detail = serde_json::json!({ "scope": scope, "settings": settings });
+        self.act(
+            p,
+            "restrictions.set",
+            &format!("{}:{id}", scope.as_str()),
+            detail,
+            async {
+                self.store
+                    .set_restrictions(&p.org, scope, id, settings.as_ref())
+                    .await?;
+                self.refresh_policy().await?;
+                self.push_policy(&p.org, &affected).await?;
+                Ok(affected.len())
+            },
+        )
+        .await
+    }
+
+    /// Members of a chat group, if every member is in the caller's
+    /// organisation (a group is only as visible as its members).
+    async fn group_members(&self, p: &Principal, id: &str) -> Result<Vec<String>> {
+        let not_found = || Error::NotFound(format!("group {id}"));
+        let bytes: [u8; 16] = hex::decode(id)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(not_found)?;
+        let group = self
+            .relay
+            .store()
+            .group(bytes)
+            .await?
+            .ok_or_else(not_found)?;
+        let mut members = Vec::new();
+        for m in group.members {
+            if self.store.user(&p.org, &m.user_id).await?.is_none() {
+                return Err(not_found());
+            }
+            members.push(m.user_id);
+        }
+        Ok(members)
+    }
+
+    async fn effective_for(
+        &self,
+        org: &str,
+        row: &UserRow,
+    ) -> Result<kontor_managed_config::Restrictions> {
+        let all = self.store.restrictions(org).await?;
+        let groups: BTreeSet<String> = if all.iter().any(|(s, _, _)| *s == Scope::Group) {
+            self.relay
+                .store()
+                .groups_of_user(&row.user_id)
+                .await?
+                .into_iter()
+                .map(|g| hex::encode(g.id))
+                .collect()
+        } else {
+            BTreeSet::new()
+        };
+        let applicable = all.iter().filter_map(|(scope, id, s)| {
+            let applies = match scope {
+                Scope::Org => id == org,
+                Scope::Department => row.department.as_deref() == Some(id.as_str()),
+                Scope::Group => groups.contains(id),
+                Scope::User => *id == row.user_id,
+            };
+            applies.then_some(s)
+        });
+        Ok(directory::effective(applicable))
+    }
+
+    /// Queues the effective restrictions as a policy command to every
+    /// current device of `users`.
+    async fn push_policy(&self, org: &str, users: &[String]) -> Result<()> {
+        for user in users {
+            let Some(row) = self.store.user(org, user).await? else {
+                continue;
+            };
+            let keys = directory::restriction_keys(&self.effective_for(org, &row).await?);
+            for cert in self.current_certs(user).await? {
+                self.relay
+                    .queue_command(cert.device_id, "policy", &keys)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Rebuilds the relay's snapshot from the directory.
+    pub async fn refresh_policy(&self) -> Result<()> {
+        let mut snapshot = Snapshot::default();
+        let rows = self.store.all_users().await?;
+        for org in self.store.orgs().await? {
+            snapshot
+                .barriers
+                .insert(org.clone(), self.store.barriers(&org).await?);
+        }
+        for row in &rows {
+            snapshot.users.insert(
+                row.user_id.clone(),
+                (row.org.clone(), row.department.clone()),
+            );
+            if self
+                .effective_for(&row.org, row)
+                .await?
+                .attachments
+                .is_empty()
+            {
+                snapshot.no_files.insert(row.user_id.clone());
+            }
+        }
+        self.policy.replace(snapshot);
+        Ok(())
+    }
+
+    // --- broadcast -----------------------------------------------------------------
+
+    /// Sends an admin message to every device of the organisation, or of
+    /// one department, as a system message.
+    pub async fn broadcast(
+        &self,
+        p: &Principal,
+        text: &str,
+        department: Option<&str>,
+    ) -> Result<usize> {
+        p.require(Permission::Broadcast)?;
+        let n = text.chars().count();
+        if n == 0 || n > 4000 || text.trim().is_empty() {
+            return Err(Error::Invalid(
+                "broadcast text must be 1 to 4000 characters".into(),
+            ));
+        }
+        if let Some(d) = department
+            && !self
+                .store
+                .barriers(&p.org)
+                .await?
+                .departments
+                .contains_key(d)
+        {
+            return Err(Error::NotFound(format!("department {d}")));
+        }
+        let scope = department.map_or_else(|| "all".to_owned(), |d| format!("department:{d}"));
+        let users: Vec<UserRow> = self
+            .store
+            .users(&p.org)
+            .await?
+            .into_iter()
+            .filter(|u| department.is_none() || u.department.as_deref() == department)
+            .collect();
+        let detail = serde_json::json!({ "scope": scope, "characters": n });
+        self.act(p, "broadcast.send", &scope, detail, async {
+            let sent_at = now_ms();
+            let payload =
+                serde_json::json!({ "text": text, "sent_at_ms": sent_at, "scope": scope });
+            let mut devices = 0;
+            for u in &users {
+                for cert in self.current_certs(&u.user_id).await? {
+                    self.relay
+                        .queue_command(cert.device_id, "broadcast", &payload)
+                        .await?;
+                    devices += 1;
+                }
+            }
+            self.store
+                .insert_broadcast(&p.org, &p.login, &scope, devices, sent_at)
+                .await?;
+            Ok(devices)
+        })
+        .await
+    }
+
+    // --- wipe --------------------------------------------------------------------------
+
+    async fn device_user(&self, p: &Principal, device: &str) -> Result<(DeviceId, UserRow)> {
+        let not_found = || Error::NotFound(format!("device {device}"));
+        let id = DeviceId::from_hex(device).ok_or_else(not_found)?;
+        let cert = self
+            .prov
+            .store()
+            .certificates_of_device(&id)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(not_found)?;
+        let row = self
+            .store
+            .user(&p.org, &cert.user_id)
+            .await?
+            .ok_or_else(not_found)?;
+        Ok((id, row))
+    }
+
+    async fn wipe_one(
+        &self,
+        p: &Principal,
+        device: DeviceId,
+        user: &str,
+        revoke_now: bool,
+    ) -> Result<i64> {
+        let command = self.relay.wipe_device(device, "admin").await?;
+        if revoke_now {
+            match self
+                .prov
+                .revoke_device(&device, "wipe requested", OffsetDateTime::now_utc())
+                .await
+            {
+                Ok(_) | Err(kontor_provisioning::Error::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.store
+            .insert_wipe(WipeRow {
+                id: 0,
+                org: p.org.clone(),
+                user_id: user.to_owned(),
+                device: device.to_string(),
+                command_id: i64::try_from(command).unwrap_or(i64::MAX),
+                requested_by: p.login.clone(),
+                requested_at_ms: now_ms(),
+            })
+            .await
+    }
+
+    /// Wipes one device: its queue is dropped and a wipe command queued;
+    /// its certificate is revoked when the device confirms, or at once with
+    /// `revoke_now` (for a device that must not connect again, which then
+    /// never receives the command).
+    pub async fn wipe_device(
+        &self,
+        p: &Principal,
+        device: &str,
+        revoke_now: bool,
+    ) -> Result<serde_json::Value> {
+        p.require(Permission::Wipe)?;
+        let (id, row) = self.device_user(p, device).await?;
+        let detail = serde_json::json!({ "user": row.user_id, "revoke_now": revoke_now });
+        let wipe = self
+            .act(
+                p,
+                "device.wipe",
+                device,
+                detail,
+                self.wipe_one(p, id, &row.user_id, revoke_now),
+            )
+            .await?;
+        Ok(serde_json::json!({ "wipe": wipe, "device": device, "state": "requested" }))
+    }
+
+    /// Wipes every current device of a user.
+    pub async fn wipe_user(
+        &self,
+        p: &Principal,
+        user_id: &str,
+        revoke_now: bool,
+    ) -> Result<serde_json::Value> {
+        p.require(Permission::Wipe)?;
+        self.user_row(p, user_id).await?;
+        let certs = self.current_certs(user_id).await?;
+        if certs.is_empty() {
+            return Err(Error::NotFound(format!("a current device of {user_id}")));
+        }
+        let detail = serde_json::json!({ "devices": certs.len(), "revoke_now": revoke_now });
+        let wipes = self
+            .act(p, "user.wipe", user_id, detail, async {
+                let mut out = Vec::new();
+                for cert in &certs {
+                    out.push(
+                        self.wipe_one(p, cert.device_id, user_id, revoke_now)
+                            .await?,
+                    );
+                }
+                Ok(out)
+            })
+            .await?;
+        Ok(serde_json::json!({ "wipes": wipes, "devices": certs.len(), "state": "requested" }))
+    }
+
+    /// Every wipe of the organisation with its state: `requested`,
+    /// `delivered` (the device fetched the command) or `confirmed` (its
+    /// receipt arrived).
+    pub async fn wipes(&self, p: &Principal) -> Result<Vec<serde_json::Value>> {
+        p.require(Permission::Wipe)?;
+        let mut out = Vec::new();
+        for w in self.store.wipes(&p.org).await? {
+            let command = match DeviceId::from_hex(&w.device) {
+                Some(d) => self
+                    .relay
+                    .store()
+                    .commands_of_device(d)
+                    .await?
+                    .into_iter()
+                    .find(|c| i64::try_from(c.id).ok() == Some(w.command_id)),
+                None => None,
+            };
+            let (state, delivered, confirmed) = match &command {
+                Some(c) if c.acked_at_ms.is_some() => {
+                    ("confirmed", c.delivered_at_ms, c.acked_at_ms)
+                }
+                Some(c) if c.delivered_at_ms.is_some() => ("delivered", c.delivered_at_ms, None),
+                _ => ("requested", None, None),
+            };
+            out.push(serde_json::json!({
+                "id": w.id, "user_id": w.user_id, "device": w.device, "state": state,
+                "requested_by": w.requested_by, "requested_at_ms": w.requested_at_ms,
+                "delivered_at_ms": delivered, "confirmed_at_ms": confirmed,
+            }));
+        }
+        Ok(out)
+    }
+
+    // --- archive -----------------------------------------------------------------------
+
+    /// Sets the organisation's archive public key (X25519, 64 hex digits);
+    /// its private half stays with the archivists, never on the server.
+    pub async fn set_archive_key(&self, p: &Principal, key_hex: &str) -> Result<()> {
+        p.require(Permission::ManageAdmins)?;
+        let key = key_hex.trim().to_ascii_lowercase();
+        if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) || key == "0".repeat(64) {
+            return Err(Error::Invalid(
+                "archive key must be an X25519 public key as 64 hex digits (kontor archive keygen)"
+                    .into(),
+            ));
+        }
+        self.act(
+            p,
+            "archive.set_key",
+            &p.org,
+            serde_json::json!({ "key": key }),
+            async { self.store.set_archive_key(&p.org, &key).await },
+        )
+        .await
+    }
+
+    /// Asks every current device of `users` to export its chats of
+    /// [from_ms, to_ms), sealed to the archive key.
+    pub async fn request_archive(
+        &self,
+        p: &Principal,
+        users: &[String],
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<serde_json::Value> {
+        p.require(Permission::Archive)?;
+        if users.is_empty() || users.len() > 1000 {
+            return Err(Error::Invalid("name 1 to 1000 users".into()));
+        }
+        if from_ms < 0 || from_ms >= to_ms {
+            return Err(Error::Invalid("the range must have from_ms < to_ms".into()));
+        }
+        self.rows_of(p, users).await?;
+        let key = self
+            .store
+            .archive_key(&p.org)
+            .await?
+            .ok_or_else(|| Error::Conflict("no archive key set for the organisation".into()))?;
+        let id = hex::encode(&auth::new_secret().as_bytes()[..16]);
+        let detail = serde_json::json!({ "users": users, "from_ms": from_ms, "to_ms": to_ms });
+        self.act(p, "archive.request", &id, detail, async {
+            let payload = serde_json::json!({ "request": id, "from_ms": from_ms, "to_ms": to_ms, "archive_key": key });
+            let mut devices = Vec::new();
+            for user in users {
+                for cert in self.current_certs(user).await? {
+                    let command = self.relay.queue_command(cert.device_id, "archive", &payload).await?;
+                    devices.push((cert.device_id.to_string(), user.clone(), i64::try_from(command).unwrap_or(i64::MAX)));
+                }
+            }
+            let count = devices.len();
+            self.store
+                .insert_archive(
+                    ArchiveRow {
+                        id: id.clone(),
+                        org: p.org.clone(),
+                        requested_by: p.login.clone(),
+                        users: users.to_vec(),
+                        from_ms,
+                        to_ms,
+                        created_at_ms: now_ms(),
+                    },
+                    devices,
+                )
+                .await?;
+            Ok(serde_json::json!({ "id": id, "devices": count }))
+        })
+        .await
+    }
+
+    /// The archive requests of the organisation.
+    pub async fn archives(&self, p: &Principal) -> Result<Vec<serde_json::Value>> {
+        p.require(Permission::Archive)?;
+        let mut out = Vec::new();
+        for id in self.store.archive_ids(&p.org).await? {
+            out.push(self.archive(p, &id).await?);
+        }
+        Ok(out)
+    }
+
+    /// An archive request with each device's state (`requested`,
+    /// `delivered`, `exported`, `refused`) and its parts; parts a device
+    /// reported are collected from the relay's attachment store.
+    pub async fn archive(&self, p: &Principal, id: &str) -> Result<serde_json::Value> {
+        p.require(Permission::Archive)?;
+        let (row, devices) = self
+            .store
+            .archive(&p.org, id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("archive {id}")))?;
+        let mut states = Vec::new();
+        for (device, user, command_id) in &devices {
+            let Some(device_id) = DeviceId::from_hex(device) else {
+                continue;
+            };
+            let command = self
+                .relay
+                .store()
+                .commands_of_device(device_id)
+                .await?
+                .into_iter()
+                .find(|c| i64::try_from(c.id).ok() == Some(*command_id));
+            let mut state = "requested";
+            let mut reason = None;
+            if let Some(c) = &command {
+                if c.delivered_at_ms.is_some() {
+                    state = "delivered";
+                }
+                if let Some(receipt) = &c.receipt {
+                    let receipt: serde_json::Value =
+                        serde_json::from_str(receipt).unwrap_or_default();
+                    if receipt["archived"] == true {
+                        state = "exported";
+                        self.collect_parts(&row.id, device_id, &receipt).await?;
+                    } else {
+                        state = "refused";
+                        reason = receipt["reason"].as_str().map(str::to_owned);
+                    }
+                }
+            }
+            states.push(serde_json::json!({ "device": device, "user_id": user, "state": state, "reason": reason }));
+        }
+        let parts: Vec<serde_json::Value> = self
+            .store
+            .archive_parts(&row.id)
+            .await?
+            .into_iter()
+            .map(|(device, blob, bytes)| serde_json::json!({ "device": device, "part": blob, "bytes": bytes.len() }))
+            .collect();
+        Ok(serde_json::json!({
+            "id": row.id, "requested_by": row.requested_by, "users": row.users,
+            "from_ms": row.from_ms, "to_ms": row.to_ms, "created_at_ms": row.created_at_ms,
+            "devices": states, "parts": parts,
+        }))
+    }
+
+    async fn collect_parts(
+        &self,
+        archive: &str,
+        device: DeviceId,
+        receipt: &serde_json::Value,
+    ) -> Result<()> {
+        for part in receipt["parts"].as_array().cloned().unwrap_or_default() {
+            let Some(blob_hex) = part["blob"].as_str() else {
+                continue;
+            };
+            let Some(blob) = hex::decode(blob_hex)
+                .ok()
+                .and_then(|b| <[u8; 16]>::try_from(b).ok())
+            else {
+                continue;
+            };
+            if let Some(record) = self.relay.store().blob_for(blob, device, now_ms()).await?
+                && record.owner_device == device
+            {
+                self.store
+                    .put_archive_part(archive, &device.to_string(), blob_hex, record.bytes)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One sealed part, for `kontor archive open`; every download is
+    /// audited.
+    pub async fn archive_part(&self, p: &Principal, id: &str, part: &str) -> Result<Vec<u8>> {
+        p.require(Permission::Archive)?;
+        self.store
+            .archive(&p.org, id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("archive {id}")))?;
+        let bytes = self
+            .store
+            .archive_parts(id)
+            .await?
+            .into_iter()
+            .find(|(_, blob, _)| blob == part)
+            .map(|(_, _, bytes)| bytes)
+            .ok_or_else(|| Error::NotFound(format!("archive part {part}")))?;
+        self.write_audit(
+            &p.org,
+            &p.login,
+            "archive.download",
+            &format!("{id}/{part}"),
+            Outcome::Done,
+            serde_json::json!({ "bytes": bytes.len() }),
+        )
+        .await?;
+        Ok(bytes)
+    }
+}
+
+fn account_org(config: &AdminConfig, account: Option<&Account>) -> String {
+    account.map_or_else(|| config.org_id.clone(), |a| a.org.clone())
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn done_all(users: &[String]) -> Vec<BulkResult> {
+    users
+        .iter()
+        .map(|u| BulkResult {
+            user_id: u.clone(),
+            outcome: "done",
+            detail: None,
+        })
+        .collect()
+}
+
+fn result_of(user: &str, r: Result<Option<serde_json::Value>>) -> BulkResult {
+    match r {
+        Ok(detail) => BulkResult {
+            user_id: user.to_owned(),
+            outcome: "done",
+            detail,
+        },
+        Err(e) => BulkResult {
+            user_id: user.to_owned(),
+            outcome: "failed",
+            detail: Some(serde_json::json!({ "error": e.code(), "message": e.to_string() })),
+        },
+    }
+}
+
+/// Creates an owner account outside any session (`kontor admin
+/// create-owner` on the server's data directory), recorded in the audit
+/// trail as done by `system`.
+pub async fn create_owner(
+    store: &AdminStore,
+    audit: &AuditLog,
+    org: &str,
+    org_name: &str,
+    login: &str,
+    password: &str,
+) -> Result<Account> {
+    directory::check_name("login", login)?;
+    if OrgId::parse(org).is_err() {
+        return Err(Error::Invalid(format!(
+            "organisation id {org:?} is not valid"
+        )));
+    }
+    let password = zeroize::Zeroizing::new(password.to_owned());
+    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
+        .await
+        .map_err(|e| Error::Store(e.to_string()))??;
+    store.ensure_org(org, org_name, now_ms()).await?;
+    let account = Account {
+        id: hex::encode(&auth::new_secret().as_bytes()[..8]),
+        org: org.to_owned(),
+        login: login.to_owned(),
+        role: Role::Owner,
+        password_hash: hash,
+        totp_secret: None,
+        totp_last_step: None,
+        disabled_at_ms: None,
+        created_at_ms: now_ms(),
+    };
+    let entry = NewEntry {
+        org: org.to_owned(),
+        actor: "system".into(),
+        action: "account.create".into(),
+        target: login.to_owned(),
+        outcome: Outcome::Requested,
+        detail: serde_json::json!({ "role": "owner" }),
+    };
+    let log = audit.clone();
+    tokio::task::spawn_blocking(move || log.append(entry, now_ms()))
+        .await
+        .map_err(|e| Error::Audit(e.to_string()))??;
+    let result = store.insert_account(&account).await;
+    let entry = NewEntry {
+        org: org.to_owned(),
+        actor: "system".into(),
+        action: "account.create".into(),
+        target: login.to_owned(),
+        outcome: if result.is_ok() {
+            Outcome::Done
+        } else {
+            Outcome::Failed
+        },
+        detail: serde_json::json!({}),
+    };
+    let log = audit.clone();
+    tokio::task::spawn_blocking(move || log.append(entry, now_ms()))
+        .await
+        .map_err(|e| Error::Audit(e.to_string()))??;
+    result.map(|()| account)
+}
