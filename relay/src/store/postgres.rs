@@ -18,7 +18,10 @@ use crate::error::Error;
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
-    (2, include_str!("../../migrations/postgres/0002_command_delivered.sql")),
+    (
+        2,
+        include_str!("../../migrations/postgres/0002_command_delivered.sql"),
+    ),
 ];
 /// Connections per node.
 const POOL_SIZE: usize = 16;
@@ -643,8 +646,16 @@ impl CommandStore for PostgresStore {
         rows.iter().map(command_from).collect()
     }
 
-    async fn mark_commands_delivered(&self, device: DeviceId, ids: &[u64], now_ms: i64) -> Result<()> {
-        let ids: Vec<i64> = ids.iter().filter_map(|id| i64::try_from(*id).ok()).collect();
+    async fn mark_commands_delivered(
+        &self,
+        device: DeviceId,
+        ids: &[u64],
+        now_ms: i64,
+    ) -> Result<()> {
+        let ids: Vec<i64> = ids
+            .iter()
+            .filter_map(|id| i64::try_from(*id).ok())
+            .collect();
         self.client()
             .await?
             .execute(

@@ -18,7 +18,10 @@ use crate::error::Error;
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_init.sql")),
-    (2, include_str!("../../migrations/sqlite/0002_command_delivered.sql")),
+    (
+        2,
+        include_str!("../../migrations/sqlite/0002_command_delivered.sql"),
+    ),
 ];
 
 /// The SQLite implementation of every relay store trait.
@@ -602,8 +605,16 @@ impl CommandStore for SqliteStore {
         .await
     }
 
-    async fn mark_commands_delivered(&self, device: DeviceId, ids: &[u64], now_ms: i64) -> Result<()> {
-        let ids: Vec<i64> = ids.iter().filter_map(|id| i64::try_from(*id).ok()).collect();
+    async fn mark_commands_delivered(
+        &self,
+        device: DeviceId,
+        ids: &[u64],
+        now_ms: i64,
+    ) -> Result<()> {
+        let ids: Vec<i64> = ids
+            .iter()
+            .filter_map(|id| i64::try_from(*id).ok())
+            .collect();
         self.call(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
