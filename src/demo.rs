@@ -49,6 +49,7 @@ fn start_server(data: &Path, device_port: u16, enroll_port: u16) -> anyhow::Resu
         .arg(data)
         .args(["--device-listen", &format!("127.0.0.1:{device_port}")])
         .args(["--enroll-listen", &format!("127.0.0.1:{enroll_port}")])
+        .args(["--admin-listen", &format!("127.0.0.1:{}", free_port()?)])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

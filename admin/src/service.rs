@@ -398,7 +398,7 @@ where
 
     /// The audit trail of the caller's organisation.
     pub async fn audit_entries(&self, p: &Principal, mut filter: Filter) -> Result<Vec<Entry>> {
-        p.require(Permission::ReadAudit)?;
+        self.require(p, Permission::ReadAudit).await?;
         filter.org = Some(p.org.clone());
         filter
             .validate()
@@ -408,6 +408,24 @@ where
             .await
             .map_err(|e| Error::Audit(e.to_string()))??;
         Ok(entries)
+    }
+
+    /// Refuses unless the caller's role allows `permission`; a refusal is
+    /// recorded in the audit trail.
+    async fn require(&self, p: &Principal, permission: Permission) -> Result<()> {
+        let refused = p.require(permission);
+        if refused.is_err() {
+            self.write_audit(
+                &p.org,
+                &p.login,
+                "access.refused",
+                permission.as_str(),
+                Outcome::Refused,
+                serde_json::json!({ "role": p.role.as_str() }),
+            )
+            .await?;
+        }
+        refused
     }
 
     // --- sign-in -------------------------------------------------------------
@@ -574,7 +592,7 @@ where
         password: &str,
         role: Role,
     ) -> Result<Account> {
-        p.require(Permission::ManageAdmins)?;
+        self.require(p, Permission::ManageAdmins).await?;
         directory::check_name("login", login)?;
         auth::check_password(password)?;
         let password = zeroize::Zeroizing::new(password.to_owned());
@@ -602,7 +620,7 @@ where
 
     /// The caller's organisation's accounts.
     pub async fn accounts(&self, p: &Principal) -> Result<Vec<serde_json::Value>> {
-        p.require(Permission::ManageAdmins)?;
+        self.require(p, Permission::ManageAdmins).await?;
         Ok(self
             .store
             .accounts(&p.org)
@@ -627,7 +645,7 @@ where
 
     /// Disables an account: its sessions and API keys end at once.
     pub async fn disable_account(&self, p: &Principal, id: &str) -> Result<()> {
-        p.require(Permission::ManageAdmins)?;
+        self.require(p, Permission::ManageAdmins).await?;
         let account = self.account_in_org(p, id).await?;
         if account.id == p.account {
             return Err(Error::Conflict(
@@ -676,7 +694,7 @@ where
         account: &str,
         label: &str,
     ) -> Result<serde_json::Value> {
-        p.require(Permission::ManageAdmins)?;
+        self.require(p, Permission::ManageAdmins).await?;
         directory::check_name("label", label)?;
         let account = self.account_in_org(p, account).await?;
         if account.disabled_at_ms.is_some() {
@@ -710,13 +728,13 @@ where
 
     /// The API keys of the caller's organisation (never their secrets).
     pub async fn api_keys(&self, p: &Principal) -> Result<Vec<serde_json::Value>> {
-        p.require(Permission::ManageAdmins)?;
+        self.require(p, Permission::ManageAdmins).await?;
         self.store.api_keys(&p.org).await
     }
 
     /// Revokes an API key.
     pub async fn revoke_api_key(&self, p: &Principal, id: &str) -> Result<()> {
-        p.require(Permission::ManageAdmins)?;
+        self.require(p, Permission::ManageAdmins).await?;
         self.act(p, "api_key.revoke", id, serde_json::json!({}), async {
             if self.store.revoke_api_key(&p.org, id, now_ms()).await? {
                 Ok(())
@@ -797,7 +815,7 @@ where
 
     /// Users of the caller's organisation matching a filter.
     pub async fn users(&self, p: &Principal, filter: &UserFilter) -> Result<Vec<User>> {
-        p.require(Permission::ReadDirectory)?;
+        self.require(p, Permission::ReadDirectory).await?;
         filter.validate()?;
         let now = now_ms();
         let mut out = Vec::new();
@@ -812,7 +830,7 @@ where
 
     /// One user with devices, activity and effective restrictions.
     pub async fn user(&self, p: &Principal, user_id: &str) -> Result<serde_json::Value> {
-        p.require(Permission::ReadDirectory)?;
+        self.require(p, Permission::ReadDirectory).await?;
         let row = self.user_row(p, user_id).await?;
         let user = self.view(&row).await?;
         let mut devices = Vec::new();
@@ -846,7 +864,7 @@ where
 
     /// A user's message counts per day.
     pub async fn activity(&self, p: &Principal, user_id: &str) -> Result<serde_json::Value> {
-        p.require(Permission::ReadDirectory)?;
+        self.require(p, Permission::ReadDirectory).await?;
         self.user_row(p, user_id).await?;
         let days: Vec<serde_json::Value> = self
             .store
@@ -906,7 +924,7 @@ where
     /// them, a ready managed configuration for iOS and Android, and a QR
     /// code.
     pub async fn invite(&self, p: &Principal, req: &InviteRequest) -> Result<serde_json::Value> {
-        p.require(Permission::Invite)?;
+        self.require(p, Permission::Invite).await?;
         directory::check_user_id(&req.user_id)?;
         let display_name = req
             .display_name
@@ -1024,7 +1042,7 @@ where
     /// Blocks or unblocks users, all or none: their connections are refused
     /// and their queued messages held from the next request on.
     pub async fn set_blocked(&self, p: &Principal, users: &[String], blocked: bool) -> Result<()> {
-        p.require(Permission::Block)?;
+        self.require(p, Permission::Block).await?;
         let rows = self.rows_of(p, users).await?;
         let action = if blocked {
             "user.block"
@@ -1068,7 +1086,7 @@ where
         users: &[String],
         department: Option<&str>,
     ) -> Result<()> {
-        p.require(Permission::ManagePolicy)?;
+        self.require(p, Permission::ManagePolicy).await?;
         let rows = self.rows_of(p, users).await?;
         self.check_department(&p.org, department).await?;
         let detail = serde_json::json!({ "department": department });
@@ -1092,7 +1110,7 @@ where
     /// memberships and invitations ended, administrative data erased. The
     /// audit trail keeps what was done.
     pub async fn remove_user(&self, p: &Principal, user_id: &str) -> Result<()> {
-        p.require(Permission::RemoveUser)?;
+        self.require(p, Permission::RemoveUser).await?;
         let row = self.user_row(p, user_id).await?;
         self.act(p, "user.remove", user_id, serde_json::json!({}), async {
             // Refused from now on, whatever follows.
@@ -1133,7 +1151,7 @@ where
         csv: &[u8],
         dry_run: bool,
     ) -> Result<serde_json::Value> {
-        p.require(Permission::ManagePolicy)?;
+        self.require(p, Permission::ManagePolicy).await?;
         let (rows, mut report) = directory::parse_import(csv, self.config.import_rows_max)?;
         let departments = self.store.barriers(&p.org).await?.departments;
         let mut accepted: Vec<ImportRow> = Vec::new();
@@ -1213,8 +1231,8 @@ where
     /// and move apply to all or none; restrict, invite and wipe report
     /// each user's outcome.
     pub async fn bulk(&self, p: &Principal, req: &BulkRequest) -> Result<serde_json::Value> {
-        p.require(Permission::ReadDirectory)?;
-        p.require(req.operation.permission())?;
+        self.require(p, Permission::ReadDirectory).await?;
+        self.require(p, req.operation.permission()).await?;
         let users: Vec<String> = match (&req.filter, &req.users) {
             (Some(filter), None) => self
                 .users(p, filter)
@@ -1308,7 +1326,7 @@ where
 
     /// Departments and barrier matrix.
     pub async fn barriers(&self, p: &Principal) -> Result<serde_json::Value> {
-        p.require(Permission::ReadDirectory)?;
+        self.require(p, Permission::ReadDirectory).await?;
         let b = self.store.barriers(&p.org).await?;
         let departments: Vec<serde_json::Value> = b
             .departments
@@ -1327,7 +1345,7 @@ where
 
     /// Creates or changes a department.
     pub async fn put_department(&self, p: &Principal, name: &str, closed: bool) -> Result<()> {
-        p.require(Permission::ManagePolicy)?;
+        self.require(p, Permission::ManagePolicy).await?;
         directory::check_name("department", name)?;
         if name.starts_with("department:") {
             return Err(Error::Invalid(
@@ -1349,7 +1367,7 @@ where
 
     /// Deletes an empty department.
     pub async fn delete_department(&self, p: &Principal, name: &str) -> Result<()> {
-        p.require(Permission::ManagePolicy)?;
+        self.require(p, Permission::ManagePolicy).await?;
         self.act(p, "department.delete", name, serde_json::json!({}), async {
             if !self.store.delete_department(&p.org, name).await? {
                 return Err(Error::NotFound(format!("department {name}")));
@@ -1368,7 +1386,7 @@ where
         b: &str,
         allow: Allowance,
     ) -> Result<()> {
-        p.require(Permission::ManagePolicy)?;
+        self.require(p, Permission::ManagePolicy).await?;
         let known = self.store.barriers(&p.org).await?.departments;
         for d in [a, b] {
             if !d.is_empty() && !known.contains_key(d) {
@@ -1390,7 +1408,7 @@ where
 
     /// The allow-list.
     pub async fn allow_list(&self, p: &Principal) -> Result<Vec<String>> {
-        p.require(Permission::ReadDirectory)?;
+        self.require(p, Permission::ReadDirectory).await?;
         self.store.allow_list(&p.org).await
     }
 
@@ -1403,7 +1421,7 @@ where
         entry: &str,
         present: bool,
     ) -> Result<()> {
-        p.require(Permission::ManagePolicy)?;
+        self.require(p, Permission::ManagePolicy).await?;
         directory::check_allow_list_entry(entry)?;
         let action = if present {
             "allow_list.add"
@@ -1451,7 +1469,7 @@ where
 
     /// Every restriction setting of the organisation.
     pub async fn restrictions(&self, p: &Principal) -> Result<serde_json::Value> {
-        p.require(Permission::ReadDirectory)?;
+        self.require(p, Permission::ReadDirectory).await?;
         let rows: Vec<serde_json::Value> = self
             .store
             .restrictions(&p.org)
@@ -1471,7 +1489,7 @@ where
         id: &str,
         settings: Option<RestrictionSettings>,
     ) -> Result<usize> {
-        p.require(Permission::ManagePolicy)?;
+        self.require(p, Permission::ManagePolicy).await?;
         if let Some(s) = &settings {
             s.validate()?;
         }
@@ -1633,7 +1651,7 @@ where
         text: &str,
         department: Option<&str>,
     ) -> Result<usize> {
-        p.require(Permission::Broadcast)?;
+        self.require(p, Permission::Broadcast).await?;
         let n = text.chars().count();
         if n == 0 || n > 4000 || text.trim().is_empty() {
             return Err(Error::Invalid(
@@ -1742,7 +1760,7 @@ where
         device: &str,
         revoke_now: bool,
     ) -> Result<serde_json::Value> {
-        p.require(Permission::Wipe)?;
+        self.require(p, Permission::Wipe).await?;
         let (id, row) = self.device_user(p, device).await?;
         let detail = serde_json::json!({ "user": row.user_id, "revoke_now": revoke_now });
         let wipe = self
@@ -1764,7 +1782,7 @@ where
         user_id: &str,
         revoke_now: bool,
     ) -> Result<serde_json::Value> {
-        p.require(Permission::Wipe)?;
+        self.require(p, Permission::Wipe).await?;
         self.user_row(p, user_id).await?;
         let certs = self.current_certs(user_id).await?;
         if certs.is_empty() {
@@ -1790,7 +1808,7 @@ where
     /// `delivered` (the device fetched the command) or `confirmed` (its
     /// receipt arrived).
     pub async fn wipes(&self, p: &Principal) -> Result<Vec<serde_json::Value>> {
-        p.require(Permission::Wipe)?;
+        self.require(p, Permission::Wipe).await?;
         let mut out = Vec::new();
         for w in self.store.wipes(&p.org).await? {
             let command = match DeviceId::from_hex(&w.device) {
@@ -1824,7 +1842,7 @@ where
     /// Sets the organisation's archive public key (X25519, 64 hex digits);
     /// its private half stays with the archivists, never on the server.
     pub async fn set_archive_key(&self, p: &Principal, key_hex: &str) -> Result<()> {
-        p.require(Permission::ManageAdmins)?;
+        self.require(p, Permission::ManageAdmins).await?;
         let key = key_hex.trim().to_ascii_lowercase();
         if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) || key == "0".repeat(64) {
             return Err(Error::Invalid(
@@ -1851,7 +1869,7 @@ where
         from_ms: i64,
         to_ms: i64,
     ) -> Result<serde_json::Value> {
-        p.require(Permission::Archive)?;
+        self.require(p, Permission::Archive).await?;
         if users.is_empty() || users.len() > 1000 {
             return Err(Error::Invalid("name 1 to 1000 users".into()));
         }
@@ -1897,7 +1915,7 @@ where
 
     /// The archive requests of the organisation.
     pub async fn archives(&self, p: &Principal) -> Result<Vec<serde_json::Value>> {
-        p.require(Permission::Archive)?;
+        self.require(p, Permission::Archive).await?;
         let mut out = Vec::new();
         for id in self.store.archive_ids(&p.org).await? {
             out.push(self.archive(p, &id).await?);
@@ -1909,7 +1927,7 @@ where
     /// `delivered`, `exported`, `refused`) and its parts; parts a device
     /// reported are collected from the relay's attachment store.
     pub async fn archive(&self, p: &Principal, id: &str) -> Result<serde_json::Value> {
-        p.require(Permission::Archive)?;
+        self.require(p, Permission::Archive).await?;
         let (row, devices) = self
             .store
             .archive(&p.org, id)
@@ -1991,7 +2009,7 @@ where
     /// One sealed part, for `kontor archive open`; every download is
     /// audited.
     pub async fn archive_part(&self, p: &Principal, id: &str, part: &str) -> Result<Vec<u8>> {
-        p.require(Permission::Archive)?;
+        self.require(p, Permission::Archive).await?;
         self.store
             .archive(&p.org, id)
             .await?

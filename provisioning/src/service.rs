@@ -154,8 +154,27 @@ struct CachedCrl {
     this_update: OffsetDateTime,
 }
 
+/// What provisioning reports to whoever keeps the audit trail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProvisioningEvent {
+    /// An enrollment or renewal attempt, accepted or refused.
+    Attempt(AttemptRecord),
+    /// A certificate was revoked.
+    Revoked {
+        /// Its serial.
+        serial: CertSerial,
+        /// Its device.
+        device: DeviceId,
+        /// Its user.
+        user: String,
+        /// Why.
+        reason: String,
+    },
+}
+
 /// The service: PKI + store + deny list + CRL cache.
 pub struct Service<S> {
+    events: Option<tokio::sync::mpsc::UnboundedSender<ProvisioningEvent>>,
     pki: RwLock<Pki>,
     store: S,
     config: ServiceConfig,
@@ -220,6 +239,7 @@ impl<S: Store> Service<S> {
     /// the store's revocations.
     pub async fn new(pki: Pki, store: S, config: ServiceConfig) -> Result<Self> {
         let service = Service {
+            events: None,
             pki: RwLock::new(pki),
             store,
             config,
@@ -229,6 +249,21 @@ impl<S: Store> Service<S> {
         };
         service.reload_revocations().await?;
         Ok(service)
+    }
+
+    /// Reports every attempt and revocation to `events` (the audit trail).
+    pub fn with_events(
+        mut self,
+        events: tokio::sync::mpsc::UnboundedSender<ProvisioningEvent>,
+    ) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    fn report(&self, event: ProvisioningEvent) {
+        if let Some(events) = &self.events {
+            let _ = events.send(event);
+        }
     }
 
     /// The store.
@@ -338,6 +373,7 @@ impl<S: Store> Service<S> {
     }
 
     async fn record(&self, attempt: &AttemptRecord) {
+        self.report(ProvisioningEvent::Attempt(attempt.clone()));
         if let Err(e) = self.store.record_attempt(attempt).await {
             tracing::error!(error = %e, outcome = %attempt.outcome, "could not record enrollment attempt");
         }
@@ -617,6 +653,12 @@ impl<S: Store> Service<S> {
             };
             if self.store.insert_revocation(&record).await? {
                 revoked.push(cert.serial);
+                self.report(ProvisioningEvent::Revoked {
+                    serial: cert.serial,
+                    device: cert.device_id,
+                    user: cert.user_id.clone(),
+                    reason: reason.to_owned(),
+                });
             }
             // Deny first, CRL next: the relay refuses the serial from now on.
             self.deny.insert(cert.serial);

@@ -1,5 +1,6 @@
 //! End-to-end tests of the `kontor` binary: real processes, as a user runs them.
 
+mod admin;
 mod agent;
 mod config_cli;
 mod crypto_cli;

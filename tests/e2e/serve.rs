@@ -11,6 +11,7 @@ pub struct Server {
     pub child: Child,
     pub device_port: u16,
     pub enroll_port: u16,
+    pub admin_port: u16,
 }
 
 impl Drop for Server {
@@ -40,11 +41,14 @@ pub fn start_on(
     enroll_port: u16,
     extra: &[String],
 ) -> Server {
+    let admin_port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_kontor"))
         .args(["serve", "--admin-key", "test-admin", "--data-dir"])
         .arg(data)
         .args(["--device-listen", &format!("127.0.0.1:{device_port}")])
         .args(["--enroll-listen", &format!("127.0.0.1:{enroll_port}")])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
+        .args(["--org-id", "acme"])
         .args(extra)
         .current_dir(root())
         .stdout(Stdio::piped())
@@ -69,6 +73,7 @@ pub fn start_on(
                     child,
                     device_port,
                     enroll_port,
+                    admin_port,
                 };
             }
             Some(Ok(_)) => continue,

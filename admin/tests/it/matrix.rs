@@ -385,6 +385,7 @@ async fn run(caller: Caller) {
         }
         Caller::Nobody => (Auth::None, None),
     };
+    let mut forbidden = 0;
     let tag = format!("{caller:?}").to_lowercase().replace(['(', ')'], "");
     for e in endpoints(
         &tag,
@@ -416,6 +417,7 @@ async fn run(caller: Caller) {
                 } else {
                     assert_eq!(a.status, StatusCode::FORBIDDEN, "{what}");
                     assert_eq!(a.json["error"], "forbidden", "{what}");
+                    forbidden += 1;
                 }
             }
             Caller::OtherOrganisation => {
@@ -431,6 +433,8 @@ async fn run(caller: Caller) {
             }
         }
     }
+    // Every refusal is in the audit trail.
+    assert_eq!(h.audited("access.refused").len(), forbidden, "{caller:?}");
     // The first organisation's objects are untouched by the other one.
     if matches!(caller, Caller::OtherOrganisation | Caller::Nobody) {
         let a = h

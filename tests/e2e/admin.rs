@@ -1,0 +1,372 @@
+//! The administration end to end: `kontor serve` with its admin listener,
+//! an owner created by `kontor admin create-owner`, real agents enrolled
+//! from invitations the admin API made, and the admin's decisions taking
+//! effect on them at once.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use kontor_relay::client::{Answer, DeviceClient};
+
+use crate::serve::{Server, root_der, start};
+
+pub const OWNER_PASSWORD: &str = "Kontor-e2e owner password";
+
+pub fn agent(dir: &Path, pin: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kontor"))
+        .args(["agent", "--dir"])
+        .arg(dir)
+        .args(args)
+        .env("KONTOR_PIN", pin)
+        .output()
+        .unwrap()
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// An admin signed in over TLS, with the session cookie and CSRF token.
+pub struct AdminSession {
+    client: DeviceClient,
+    cookie: String,
+    csrf: String,
+}
+
+impl AdminSession {
+    /// Creates the owner (before the server starts) is done by the caller;
+    /// this signs in.
+    pub async fn sign_in(server: &Server, root: &[u8], login: &str, password: &str) -> Self {
+        let client = DeviceClient::anonymous(
+            &format!("127.0.0.1:{}", server.admin_port),
+            "localhost",
+            root,
+        )
+        .unwrap();
+        let a = client
+            .request_with(
+                "POST",
+                "/v1/session",
+                &[("content-type", "application/json")],
+                serde_json::to_vec(&serde_json::json!({ "login": login, "password": password }))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(a.status, 200, "{:?}", a.json());
+        let cookie = a.headers["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let csrf = a.json()["csrf_token"].as_str().unwrap().to_owned();
+        AdminSession {
+            client,
+            cookie,
+            csrf,
+        }
+    }
+
+    pub async fn call(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> Answer {
+        let mut headers = vec![
+            ("cookie", self.cookie.as_str()),
+            ("x-csrf-token", self.csrf.as_str()),
+        ];
+        let bytes = match body {
+            Some(b) => {
+                headers.push(("content-type", "application/json"));
+                serde_json::to_vec(&b).unwrap()
+            }
+            None => Vec::new(),
+        };
+        self.client
+            .request_with(method, path, &headers, bytes)
+            .await
+            .unwrap()
+    }
+}
+
+/// Creates the data directory and its owner `owner`, then starts the
+/// server.
+pub fn start_with_owner(data: &Path) -> Server {
+    std::fs::create_dir_all(data).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kontor"))
+        .args([
+            "admin",
+            "create-owner",
+            "--login",
+            "owner",
+            "--org-id",
+            "acme",
+            "--data-dir",
+        ])
+        .arg(data)
+        .env("KONTOR_ADMIN_PASSWORD", OWNER_PASSWORD)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    start(data)
+}
+
+/// Invites `user` and enrolls an agent for them from the invitation's
+/// managed configuration.
+pub async fn invite_and_enroll(
+    admin: &AdminSession,
+    dir: &Path,
+    ca: &Path,
+    user: &str,
+    department: Option<&str>,
+    pin: &str,
+) -> std::path::PathBuf {
+    let a = admin
+        .call(
+            "POST",
+            "/v1/users",
+            Some(serde_json::json!({ "user_id": user, "department": department })),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{:?}", a.json());
+    let config = dir.join(format!("{user}.plist"));
+    std::fs::write(
+        &config,
+        a.json()["managed_config"]["apple_plist"].as_str().unwrap(),
+    )
+    .unwrap();
+    let home = dir.join(user.split('@').next().unwrap());
+    let out = agent(
+        &home,
+        pin,
+        &[
+            "enroll",
+            "--config",
+            config.to_str().unwrap(),
+            "--ca",
+            ca.to_str().unwrap(),
+            "--platform",
+            "ios",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    home
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn barriers_restrictions_and_a_bulk_block_take_effect_on_real_agents_and_the_trail_verifies()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let server = start_with_owner(&data);
+    let root = root_der(&data);
+    let ca = data.join("root.pem");
+    let admin = AdminSession::sign_in(&server, &root, "owner", OWNER_PASSWORD).await;
+
+    for (name, closed) in [("hr", true), ("sales", false)] {
+        let a = admin
+            .call(
+                "PUT",
+                &format!("/v1/departments/{name}"),
+                Some(serde_json::json!({ "closed": closed })),
+            )
+            .await;
+        assert_eq!(a.status, 204, "{:?}", a.json());
+    }
+    let anna = invite_and_enroll(
+        &admin,
+        dir.path(),
+        &ca,
+        "anna@acme.test",
+        Some("hr"),
+        "482913",
+    )
+    .await;
+    let ben = invite_and_enroll(
+        &admin,
+        dir.path(),
+        &ca,
+        "ben@acme.test",
+        Some("sales"),
+        "482913",
+    )
+    .await;
+    let carl = invite_and_enroll(
+        &admin,
+        dir.path(),
+        &ca,
+        "carl@acme.test",
+        Some("sales"),
+        "482913",
+    )
+    .await;
+
+    // The barrier: Ben (sales) cannot write to Anna (closed HR).
+    let out = agent(
+        &ben,
+        "482913",
+        &["send", "--to", "anna@acme.test", "Hallo Anna"],
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("anna@acme.test"), "{}", text(&out));
+    // Ben and Carl, both in sales, can.
+    let out = agent(
+        &ben,
+        "482913",
+        &["send", "--to", "carl@acme.test", "Hallo Carl"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    // The refusal is in the trail, found by its filter.
+    let mut refused = serde_json::Value::Null;
+    for _ in 0..50 {
+        refused = admin
+            .call(
+                "GET",
+                "/v1/audit?action=relay.refused&actor=ben@acme.test",
+                None,
+            )
+            .await
+            .json();
+        if !refused["entries"].as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        refused["entries"][0]["target"], "anna@acme.test",
+        "{refused}"
+    );
+
+    // A restriction: sales may send no files and may not copy.
+    let a = admin
+        .call(
+            "PUT",
+            "/v1/restrictions/department/sales",
+            Some(serde_json::json!({ "attachments": [], "copy_paste": false })),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{:?}", a.json());
+    let out = agent(&ben, "482913", &["receive"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let file = dir.path().join("offer.pdf");
+    std::fs::write(&file, b"%PDF-1.7 offer").unwrap();
+    let out = agent(
+        &ben,
+        "482913",
+        &[
+            "send-file",
+            "--to",
+            "carl@acme.test",
+            "--file",
+            file.to_str().unwrap(),
+            "--media-type",
+            "application/pdf",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("forbidden by policy `allowed_attachments`"),
+        "{}",
+        text(&out)
+    );
+    // Carl has not fetched the new policy yet: his agent would send, the relay refuses the upload.
+    let out = agent(
+        &carl,
+        "482913",
+        &[
+            "send-file",
+            "--to",
+            "ben@acme.test",
+            "--file",
+            file.to_str().unwrap(),
+            "--media-type",
+            "application/pdf",
+        ],
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("attachments"), "{}", text(&out));
+    let out = agent(&carl, "482913", &["receive"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = agent(&carl, "482913", &["copy", "--index", "0"]);
+    assert!(
+        !out.status.success() && text(&out).contains("`allow_copy_paste`"),
+        "{}",
+        text(&out)
+    );
+
+    // Activity: counts only.
+    let activity = admin
+        .call("GET", "/v1/users/ben@acme.test/activity", None)
+        .await
+        .json();
+    assert_eq!(activity["days"][0]["sent"], 1, "{activity}");
+
+    // A bulk block of the filtered set (sales) takes effect at once.
+    let preview = admin
+        .call("POST", "/v1/users/bulk", Some(serde_json::json!({ "filter": { "department": "sales" }, "operation": { "action": "block" }, "dry_run": true })))
+        .await;
+    assert_eq!(preview.json()["count"], 2, "{:?}", preview.json());
+    let done = admin
+        .call("POST", "/v1/users/bulk", Some(serde_json::json!({ "filter": { "department": "sales" }, "operation": { "action": "block" } })))
+        .await;
+    assert_eq!(done.status, 200, "{:?}", done.json());
+    let out = agent(&carl, "482913", &["receive"]);
+    assert!(
+        !out.status.success() && text(&out).contains("blocked"),
+        "{}",
+        text(&out)
+    );
+    let out = agent(&anna, "482913", &["receive"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // The trail verifies; one changed byte in the stored trail fails it.
+    drop(server);
+    let verify = |data: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_kontor"))
+            .args(["audit", "verify", "--data-dir"])
+            .arg(data)
+            .output()
+            .unwrap()
+    };
+    let out = verify(&data);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("intact"), "{}", text(&out));
+    let db = rusqlite_free_edit(&data.join("kontor.db"), b"ben@acme.test", b"bex@acme.test");
+    assert!(db, "the trail names ben");
+    let out = verify(&data);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("entry"), "{}", text(&out));
+}
+
+/// Changes one byte of one stored audit entry, as someone with write
+/// access to the database would: the append-only triggers dropped first.
+/// Returns whether an entry naming `from` was found.
+fn rusqlite_free_edit(db: &Path, from: &[u8], to: &[u8]) -> bool {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let triggers: Vec<String> = conn
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'admin_audit'",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for t in triggers {
+        conn.execute_batch(&format!("DROP TRIGGER \"{t}\""))
+            .unwrap();
+    }
+    let (from, to) = (
+        std::str::from_utf8(from).unwrap(),
+        std::str::from_utf8(to).unwrap(),
+    );
+    conn.execute(
+        "UPDATE admin_audit SET actor = ?2 WHERE seq = (SELECT MIN(seq) FROM admin_audit WHERE actor = ?1)",
+        [from, to],
+    )
+    .unwrap()
+        == 1
+}
