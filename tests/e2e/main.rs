@@ -1,6 +1,7 @@
 //! End-to-end tests of the `kontor` binary: real processes, as a user runs them.
 
 mod agent;
+mod archive;
 mod config_cli;
 mod crypto_cli;
 mod relay_crash;
