@@ -8,7 +8,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use kontor_agent::agent::{Agent, Conversation, EnrollOptions};
+use kontor_agent::agent::{Agent, Conversation, EnrollOptions, Received};
+use kontor_agent::command::BROADCAST_KIND;
+use kontor_agent::store::StoredMessage;
 
 /// `kontor agent` options.
 #[derive(Debug, Args)]
@@ -127,6 +129,50 @@ fn print(json: bool, value: serde_json::Value, human: impl FnOnce()) {
         println!("{value}");
     } else {
         human();
+    }
+}
+
+/// One message for people: a broadcast reads as from the administration
+/// (its kind decides, which only the relay's command channel can set; never
+/// a user id).
+fn line(m: &StoredMessage) -> String {
+    if m.kind == BROADCAST_KIND {
+        format!("from the administration ({}): {}", m.conversation, m.text)
+    } else {
+        format!("{} ({}): {}", m.from_user, m.conversation, m.text)
+    }
+}
+
+/// One message for scripts: the stored fields and `from_administration`.
+fn message_json(m: &StoredMessage) -> anyhow::Result<serde_json::Value> {
+    let mut value = serde_json::to_value(m)?;
+    value["from_administration"] = serde_json::Value::Bool(m.kind == BROADCAST_KIND);
+    Ok(value)
+}
+
+fn received_json(received: &Received) -> anyhow::Result<serde_json::Value> {
+    let mut value = serde_json::to_value(received)?;
+    value["messages"] = received
+        .messages
+        .iter()
+        .map(message_json)
+        .collect::<anyhow::Result<_>>()?;
+    Ok(value)
+}
+
+/// What the administration's commands did, for people.
+fn print_commands(received: &Received) {
+    for a in &received.archives {
+        match &a.reason {
+            None => println!(
+                "archive request {}: exported {} message(s) in {} part(s) for the administration",
+                a.request, a.messages, a.parts
+            ),
+            Some(why) => println!("archive request {}: refused ({why})", a.request),
+        }
+    }
+    for why in &received.refused_commands {
+        println!("refused a command: {why}");
     }
 }
 
@@ -260,12 +306,12 @@ async fn run_async(args: AgentArgs) -> anyhow::Result<ExitCode> {
         AgentCommand::Receive => {
             let agent = Agent::open(dir, &pin()?)?;
             let (_, received) = agent.receive().await?;
-            print(args.json, serde_json::to_value(&received)?, || {
+            print(args.json, received_json(&received)?, || {
                 if received.wiped {
                     println!("this device was wiped by the administration");
                 }
                 for m in &received.messages {
-                    println!("{} ({}): {}", m.from_user, m.conversation, m.text);
+                    println!("{}", line(m));
                 }
                 for why in &received.dropped {
                     println!("dropped a message: {why}");
@@ -273,6 +319,7 @@ async fn run_async(args: AgentArgs) -> anyhow::Result<ExitCode> {
                 if received.policy_updates > 0 {
                     println!("applied {} policy update(s)", received.policy_updates);
                 }
+                print_commands(&received);
             });
         }
         AgentCommand::Listen { seconds } => {
@@ -281,12 +328,27 @@ async fn run_async(args: AgentArgs) -> anyhow::Result<ExitCode> {
             let (_, received) = agent
                 .listen(std::time::Duration::from_secs(seconds), |m| {
                     if json {
-                        println!("{}", serde_json::json!({ "message": m }));
+                        // Serializing a stored message cannot fail: strings and numbers only.
+                        let value = message_json(m).unwrap_or_default();
+                        println!("{}", serde_json::json!({ "message": value }));
                     } else {
-                        println!("{} ({}): {}", m.from_user, m.conversation, m.text);
+                        println!("{}", line(m));
                     }
                 })
                 .await?;
+            if json {
+                if !received.archives.is_empty() || !received.refused_commands.is_empty() {
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "archives": received.archives,
+                            "refused_commands": received.refused_commands,
+                        })
+                    );
+                }
+            } else {
+                print_commands(&received);
+            }
             if received.wiped {
                 print(json, serde_json::json!({ "wiped": true }), || {
                     println!("this device was wiped by the administration")
@@ -295,13 +357,21 @@ async fn run_async(args: AgentArgs) -> anyhow::Result<ExitCode> {
         }
         AgentCommand::Inbox => {
             let messages = Agent::open(dir, &pin()?)?.inbox()?;
-            print(args.json, serde_json::to_value(&messages)?, || {
+            let value = messages
+                .iter()
+                .map(message_json)
+                .collect::<anyhow::Result<_>>()?;
+            print(args.json, value, || {
                 for (i, m) in messages.iter().enumerate() {
                     let arrow = if m.outgoing { "->" } else { "<-" };
-                    println!(
-                        "{i:>3} {arrow} {} {}: {}",
-                        m.conversation, m.from_user, m.text
-                    );
+                    if m.kind == BROADCAST_KIND {
+                        println!("{i:>3} {arrow} {}", line(m));
+                    } else {
+                        println!(
+                            "{i:>3} {arrow} {} {}: {}",
+                            m.conversation, m.from_user, m.text
+                        );
+                    }
                 }
             });
         }

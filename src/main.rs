@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod admin_cmd;
 mod agent_cmd;
+mod archive_cmd;
 mod config_cmd;
 mod crypto_cmd;
 mod demo;
@@ -30,6 +31,9 @@ enum Command {
     Crypto(crypto_cmd::CryptoCommand),
     /// The device side: enroll, send, receive, wipe.
     Agent(agent_cmd::AgentArgs),
+    /// The organisation's archive key: make it, open archive parts.
+    #[command(subcommand)]
+    Archive(archive_cmd::ArchiveCommand),
     /// Managed configuration: schemas for EMM consoles, rendering, checks.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
@@ -47,6 +51,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Admin(cmd) => admin_cmd::run(cmd),
         Command::Agent(args) => agent_cmd::run(args),
+        Command::Archive(cmd) => archive_cmd::run(cmd),
         Command::Config(cmd) => config_cmd::run(cmd),
         Command::Crypto(cmd) => crypto_cmd::run(cmd),
         Command::Demo(args) => demo::run(args),

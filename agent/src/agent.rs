@@ -1,16 +1,20 @@
 //! The agent: enrollment from managed configuration, sending and receiving
-//! sealed messages, commands (policy, wipe).
+//! sealed messages, commands (policy, wipe, broadcast, archive; see
+//! [`crate::command`] for their payloads and receipts).
 
 use std::path::{Path, PathBuf};
 
 use kontor_crypto::{
-    DeviceId, IdentityPublic, IdentitySecret, MessageId, Recipient, SealedMessage, Sender,
+    BlobId, DeviceId, IdentityPublic, IdentitySecret, MessageId, Recipient, SealedMessage, Sender,
 };
 use kontor_managed_config::{Attachment, Decoded, Policy, android, decode};
 use kontor_relay::client::{Answer, DeviceClient};
 use kontor_relay::wire::{self, PostedEnvelope};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
+use crate::archive::{self, ExportHeader};
+use crate::command::{self, ArchiveRequest, Broadcast, Command, Incoming};
 use crate::error::{Error, Result};
 use crate::store::{self, AttachmentRef, Contact, LocalStore, StoredMessage};
 
@@ -77,7 +81,8 @@ pub struct Sent {
 /// What a receive did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Received {
-    /// New messages, stored and acknowledged.
+    /// New messages (broadcasts from the administration included, kind
+    /// `broadcast`), stored and acknowledged.
     pub messages: Vec<StoredMessage>,
     /// Messages dropped (failed authentication, replays), with the reason.
     pub dropped: Vec<String>,
@@ -85,6 +90,27 @@ pub struct Received {
     pub policy_updates: usize,
     /// The device was wiped by command.
     pub wiped: bool,
+    /// Archive requests answered (exported, or refused with the reason).
+    pub archives: Vec<ArchiveOutcome>,
+    /// Commands other than archive requests refused (unknown kind, malformed
+    /// payload), with the reason.
+    pub refused_commands: Vec<String>,
+}
+
+/// What this device did with one archive request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ArchiveOutcome {
+    /// The request id, hex (as the administration sent it).
+    pub request: String,
+    /// Whether the export was uploaded.
+    pub archived: bool,
+    /// Parts uploaded.
+    pub parts: usize,
+    /// Messages exported, over all parts.
+    pub messages: usize,
+    /// Why it was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A conversation: with a user, or a group.
@@ -722,42 +748,33 @@ impl Agent {
         Ok((user, key))
     }
 
-    /// Fetches commands and messages: applies policy, obeys a wipe, stores
-    /// each authentic new message and only then acknowledges it.
+    /// Fetches commands and messages: carries out each command (policy,
+    /// wipe, broadcast, archive) and acknowledges it, then stores each
+    /// authentic new message and only then acknowledges it.
     pub async fn receive(self) -> Result<(Option<Self>, Received)> {
         let mut report = Received::default();
         let answer = self.call("GET", "/v1/commands", None, Vec::new()).await?;
         if answer.status != 200 {
             return Err(refused(&answer));
         }
+        let mut agent = self;
         for command in answer.json()["commands"]
             .as_array()
             .cloned()
             .unwrap_or_default()
         {
-            let id = command["id"].as_u64().unwrap_or(0);
-            match command["kind"].as_str() {
-                Some("wipe") => {
-                    self.wipe_by_command(id).await?;
-                    report.wiped = true;
-                    return Ok((None, report));
-                }
-                Some("policy") => {
-                    self.store
-                        .put_secret("policy_update", command["payload"].to_string().as_bytes())?;
-                    self.ack_command(id, serde_json::json!({ "applied": true }))
-                        .await?;
-                    report.policy_updates += 1;
-                }
-                _ => {
-                    self.ack_command(
-                        id,
-                        serde_json::json!({ "applied": false, "reason": "unknown command" }),
-                    )
-                    .await?
-                }
-            }
+            agent = match agent.command(&command, &mut report).await? {
+                Some(agent) => agent,
+                None => return Ok((None, report)),
+            };
         }
+        agent.receive_messages(&mut report).await?;
+        Ok((Some(agent), report))
+    }
+
+    /// Fetches the waiting messages, stores each authentic new one, then
+    /// acknowledges them.
+    async fn receive_messages(&self, report: &mut Received) -> Result<()> {
         let answer = self.call("GET", "/v1/messages", None, Vec::new()).await?;
         if answer.status != 200 {
             return Err(refused(&answer));
@@ -786,7 +803,7 @@ impl Agent {
                 return Err(refused(&answer));
             }
         }
-        Ok((Some(self), report))
+        Ok(())
     }
 
     /// Listens live over WebSocket for `duration`: stores and acknowledges
@@ -802,7 +819,7 @@ impl Agent {
 
         // Whatever waited (and any pending command) first.
         let (agent, mut report) = self.receive().await?;
-        let Some(agent) = agent else {
+        let Some(mut agent) = agent else {
             return Ok((None, report));
         };
         for m in &report.messages {
@@ -850,24 +867,17 @@ impl Agent {
                         .map_err(|e| Error::Unreachable(e.to_string()))?;
                 }
                 Message::Text(text) => {
-                    let command: serde_json::Value =
+                    let frame: serde_json::Value =
                         serde_json::from_str(text.as_str()).unwrap_or_default();
-                    if command["command"]["kind"] == "wipe" {
-                        let id = command["command"]["id"].as_u64().unwrap_or(0);
-                        agent.wipe_by_command(id).await?;
-                        report.wiped = true;
-                        return Ok((None, report));
-                    }
-                    if command["command"]["kind"] == "policy" {
-                        let id = command["command"]["id"].as_u64().unwrap_or(0);
-                        agent.store.put_secret(
-                            "policy_update",
-                            command["command"]["payload"].to_string().as_bytes(),
-                        )?;
-                        agent
-                            .ack_command(id, serde_json::json!({ "applied": true }))
-                            .await?;
-                        report.policy_updates += 1;
+                    if frame.get("command").is_some() {
+                        let shown = report.messages.len();
+                        agent = match agent.command(&frame["command"], &mut report).await? {
+                            Some(agent) => agent,
+                            None => return Ok((None, report)),
+                        };
+                        for m in &report.messages[shown..] {
+                            on_message(m);
+                        }
                     }
                 }
                 Message::Close(_) => break,
@@ -892,6 +902,13 @@ impl Agent {
         let content: serde_json::Value = serde_json::from_slice(&opened.plaintext)
             .map_err(|_| Error::Dropped("content is not JSON".into()))?;
         let kind = content["kind"].as_str().unwrap_or("").to_owned();
+        if kind == command::BROADCAST_KIND {
+            // Authentic, but a user posing as the administration: only the
+            // relay's command channel makes broadcasts.
+            return Err(Error::Dropped(format!(
+                "a message from {from_user} claims to be a broadcast of the administration"
+            )));
+        }
         // File the message under the conversation named inside it.
         let conversation = match (
             content["conversation"]["user"].as_str(),
@@ -941,6 +958,203 @@ impl Agent {
             return Ok(None);
         }
         Ok(Some(message))
+    }
+
+    /// Carries out one command as the relay sent it and acknowledges it,
+    /// the same for `receive` and `listen`. A refused command (unknown kind,
+    /// malformed payload) is acknowledged with the reason and changes
+    /// nothing. `None` after a wipe: the agent is gone.
+    async fn command(
+        self,
+        value: &serde_json::Value,
+        report: &mut Received,
+    ) -> Result<Option<Self>> {
+        let Some(incoming) = Incoming::from_json(value) else {
+            // Without an id it cannot be acknowledged; the relay always sends one.
+            report
+                .refused_commands
+                .push("a command without id or kind".into());
+            return Ok(Some(self));
+        };
+        let id = incoming.id;
+        let command = match command::parse(&incoming) {
+            Ok(command) => command,
+            Err(refusal) => {
+                self.ack_command(id, refusal.receipt()).await?;
+                if incoming.kind == "archive" {
+                    report.archives.push(ArchiveOutcome {
+                        request: incoming.payload["request"]
+                            .as_str()
+                            .unwrap_or("")
+                            .chars()
+                            .take(32)
+                            .collect(),
+                        archived: false,
+                        parts: 0,
+                        messages: 0,
+                        reason: Some(refusal.reason),
+                    });
+                } else {
+                    report
+                        .refused_commands
+                        .push(format!("{}: {}", refusal.kind, refusal.reason));
+                }
+                return Ok(Some(self));
+            }
+        };
+        match command {
+            Command::Wipe => {
+                self.wipe_by_command(id).await?;
+                report.wiped = true;
+                return Ok(None);
+            }
+            Command::Policy(payload) => {
+                self.store
+                    .put_secret("policy_update", payload.to_string().as_bytes())?;
+                self.ack_command(id, serde_json::json!({ "applied": true }))
+                    .await?;
+                report.policy_updates += 1;
+            }
+            Command::Broadcast(broadcast) => {
+                let stored = self.store_broadcast(id, &broadcast)?;
+                // Stored (or stored before, when an earlier receipt was lost):
+                // now acknowledge.
+                self.ack_command(id, serde_json::json!({ "shown": true }))
+                    .await?;
+                report.messages.extend(stored);
+            }
+            Command::Archive(request) => {
+                let (receipt, outcome) = self.export_archive(&request).await?;
+                self.ack_command(id, receipt).await?;
+                report.archives.push(outcome);
+            }
+        }
+        Ok(Some(self))
+    }
+
+    /// Files a broadcast as a message from the administration. `None` if
+    /// this command was stored before (its receipt got lost): the replay
+    /// key is the command id with the broadcast's content, under the
+    /// all-zero device id no device sends from.
+    fn store_broadcast(
+        &self,
+        command_id: u64,
+        broadcast: &Broadcast,
+    ) -> Result<Option<StoredMessage>> {
+        let digest = Sha256::new()
+            .chain_update(b"kontor-broadcast")
+            .chain_update(command_id.to_be_bytes())
+            .chain_update(broadcast.sent_at_ms.to_be_bytes())
+            .chain_update(broadcast.text.as_bytes())
+            .finalize();
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&digest[..16]);
+        let message = StoredMessage {
+            conversation: format!("broadcast:{}", broadcast.scope),
+            from_user: command::ADMINISTRATION.to_owned(),
+            from_device: String::new(),
+            outgoing: false,
+            kind: command::BROADCAST_KIND.to_owned(),
+            text: broadcast.text.clone(),
+            sent_at_ms: broadcast.sent_at_ms,
+            attachment: None,
+        };
+        Ok(self
+            .store
+            .add_received(&DeviceId::ARCHIVE.0, &key, &message)?
+            .then_some(message))
+    }
+
+    /// Exports what an archive request covers, seals each part for the
+    /// archive key and uploads it as a blob. Returns the receipt: uploaded,
+    /// or refused with the reason (the export is too large, the key cannot
+    /// be sealed for, the relay refused an upload). A network failure is an
+    /// error: the command stays pending and is carried out again later.
+    ///
+    /// This is not a user's file send, so the attachment policy does not
+    /// apply; the relay may still refuse the upload, and that is reported.
+    async fn export_archive(
+        &self,
+        request: &ArchiveRequest,
+    ) -> Result<(serde_json::Value, ArchiveOutcome)> {
+        let request_hex = hex::encode(request.request);
+        let refuse = |reason: String| {
+            (
+                serde_json::json!({ "archived": false, "reason": reason }),
+                ArchiveOutcome {
+                    request: request_hex.clone(),
+                    archived: false,
+                    parts: 0,
+                    messages: 0,
+                    reason: Some(reason),
+                },
+            )
+        };
+        let messages = self.store.messages()?;
+        let covered = archive::in_range(&messages, request.from_ms, request.to_ms);
+        let header = ExportHeader {
+            request: request_hex.clone(),
+            user: self.user.clone(),
+            device: hex::encode(self.device_id),
+            from_ms: request.from_ms,
+            to_ms: request.to_ms,
+            exported_at_ms: now_ms(),
+        };
+        let parts = match archive::export_parts(&header, &covered, archive::PART_BYTES_MAX) {
+            Ok(parts) => parts,
+            Err(Error::Archive(why)) => return Ok(refuse(why)),
+            Err(e) => return Err(e),
+        };
+        let mut rng = kontor_crypto::os_rng();
+        let mut uploaded = Vec::new();
+        for part in &parts {
+            let message_id = MessageId::random(&mut rng);
+            let sealed = match kontor_crypto::seal_archive_part(
+                &mut rng,
+                message_id,
+                Sender {
+                    device_id: DeviceId(self.device_id),
+                    identity: &self.identity,
+                },
+                &request.archive_key,
+                &part.document,
+            ) {
+                Ok(sealed) => sealed,
+                Err(e) => {
+                    return Ok(refuse(format!(
+                        "cannot seal for the archive key ({})",
+                        e.step()
+                    )));
+                }
+            };
+            let blob = BlobId::random(&mut rng);
+            let bytes = sealed.len();
+            let answer = self
+                .call(
+                    "PUT",
+                    &format!("/v1/blobs/{}", blob.to_hex()),
+                    Some("application/octet-stream"),
+                    sealed,
+                )
+                .await?;
+            if answer.status != 201 {
+                return Ok(refuse(refused(&answer).to_string()));
+            }
+            uploaded.push(serde_json::json!({
+                "blob": blob.to_hex(), "bytes": bytes, "messages": part.messages,
+            }));
+        }
+        let outcome = ArchiveOutcome {
+            request: request_hex,
+            archived: true,
+            parts: parts.len(),
+            messages: covered.len(),
+            reason: None,
+        };
+        Ok((
+            serde_json::json!({ "archived": true, "parts": uploaded }),
+            outcome,
+        ))
     }
 
     async fn ack_command(&self, id: u64, receipt: serde_json::Value) -> Result<()> {

@@ -51,6 +51,9 @@ pub enum Error {
     /// A received message failed authentication or is a replay (dropped).
     #[error("message dropped: {0}")]
     Dropped(String),
+    /// An archive export could not be made, or an archive part not opened.
+    #[error("archive: {0}")]
+    Archive(String),
     /// A local file could not be read or written.
     #[error("{path}: {detail}")]
     Io {

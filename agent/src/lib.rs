@@ -11,10 +11,16 @@
 //!
 //! # Layout
 //! - [`agent`]: [`Agent`]: enroll, open, send, receive, commands, wipe.
+//! - [`command`]: the commands the relay queues (wipe, policy, broadcast,
+//!   archive), parsed and checked; their payloads and receipts.
+//! - [`archive`]: archive export documents (range, format, parts) and
+//!   opening a part with the archive key.
 //! - [`store`]: the PIN-protected local store.
 //! - [`error`]: the one [`Error`].
 
 pub mod agent;
+pub mod archive;
+pub mod command;
 pub mod error;
 pub mod store;
 

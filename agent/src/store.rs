@@ -56,7 +56,9 @@ pub struct StoredMessage {
     pub from_device: String,
     /// Whether this device sent it.
     pub outgoing: bool,
-    /// The kind from the inner content (`text`, `file`, `system`, ...).
+    /// The kind from the inner content (`text`, `file`, `system`, ...), or
+    /// `broadcast` for a message from the administration (made only from a
+    /// relay command, see [`crate::command`]).
     pub kind: String,
     /// The text, for text messages; a summary otherwise.
     pub text: String,

@@ -2,6 +2,7 @@
 
 mod admin;
 mod agent;
+mod archive;
 mod config_cli;
 mod crypto_cli;
 mod relay_crash;
