@@ -406,7 +406,8 @@ where
     }
     let (wiped_tx, mut wiped_rx) = tokio::sync::mpsc::unbounded_channel();
     let relay = Arc::new(relay.with_wipe_listener(wiped_tx));
-    let service = Arc::new(service);
+    let (provisioning_tx, provisioning_events) = tokio::sync::mpsc::unbounded_channel();
+    let service = Arc::new(service.with_events(provisioning_tx));
     let enroll_url = format!(
         "https://{}:{}",
         args.server_names[0],
@@ -426,6 +427,7 @@ where
         .context("cannot start the administration")?,
     );
     tokio::spawn(admin.clone().record_events(policy_events));
+    tokio::spawn(admin.clone().record_provisioning(provisioning_events));
     // A device that confirmed its wipe loses its certificate: refused at
     // the next handshake, and listed in the CRL.
     let revoker = service.clone();

@@ -330,6 +330,60 @@ where
         }
     }
 
+    /// Writes provisioning's events to the audit trail: every enrollment
+    /// and renewal attempt (accepted or refused) and every revocation.
+    /// Provisioning acts on devices' requests itself, so these entries
+    /// follow the act; admin-initiated revocations are also recorded
+    /// before, as the admin action that caused them.
+    pub async fn record_provisioning(
+        self: Arc<Self>,
+        mut events: tokio::sync::mpsc::UnboundedReceiver<
+            kontor_provisioning::service::ProvisioningEvent,
+        >,
+    ) {
+        use kontor_provisioning::service::ProvisioningEvent as E;
+        while let Some(event) = events.recv().await {
+            let written = match event {
+                E::Attempt(a) => {
+                    let actor = a.user_id.clone().unwrap_or_else(|| "-".into());
+                    let org = self.org_of(&actor).await;
+                    let (outcome, action) = if a.outcome == "accepted" {
+                        (Outcome::Done, format!("device.{}", a.kind))
+                    } else {
+                        (Outcome::Refused, format!("device.{}", a.kind))
+                    };
+                    let detail = serde_json::json!({
+                        "outcome": a.outcome, "token": a.token_id, "serial": a.serial,
+                    });
+                    let target = a.device_id.clone().unwrap_or_else(|| "-".into());
+                    self.write_audit(&org, &actor, &action, &target, outcome, detail)
+                        .await
+                }
+                E::Revoked {
+                    serial,
+                    device,
+                    user,
+                    reason,
+                } => {
+                    let org = self.org_of(&user).await;
+                    let detail = serde_json::json!({ "serial": serial.to_string(), "user": user, "reason": reason });
+                    self.write_audit(
+                        &org,
+                        "provisioning",
+                        "certificate.revoke",
+                        &device.to_string(),
+                        Outcome::Done,
+                        detail,
+                    )
+                    .await
+                }
+            };
+            if let Err(e) = written {
+                tracing::error!(error = %e, "a provisioning event was not written to the audit trail");
+            }
+        }
+    }
+
     async fn org_of(&self, user: &str) -> String {
         match self.store.user_anywhere(user).await {
             Ok(Some(u)) => u.org,

@@ -370,3 +370,145 @@ fn rusqlite_free_edit(db: &Path, from: &[u8], to: &[u8]) -> bool {
     .unwrap()
         == 1
 }
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archive_round_trip_yields_the_messages_of_the_range_only_and_every_access_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let server = start_with_owner(&data);
+    let root = root_der(&data);
+    let ca = data.join("root.pem");
+    let owner = AdminSession::sign_in(&server, &root, "owner", OWNER_PASSWORD).await;
+    // Separation of duties: an archivist requests and reads archives.
+    let a = owner
+        .call("POST", "/v1/accounts", Some(serde_json::json!({ "login": "archie", "password": OWNER_PASSWORD, "role": "archivist" })))
+        .await;
+    assert_eq!(a.status, 201, "{:?}", a.json());
+    let key_file = dir.path().join("archive.key");
+    let out = Command::new(env!("CARGO_BIN_EXE_kontor"))
+        .args(["archive", "keygen", "--out"])
+        .arg(&key_file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let public = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let a = owner
+        .call(
+            "PUT",
+            "/v1/settings/archive-key",
+            Some(serde_json::json!({ "public_key": public })),
+        )
+        .await;
+    assert_eq!(a.status, 204, "{:?}", a.json());
+
+    let anna = invite_and_enroll(&owner, dir.path(), &ca, "anna@acme.test", None, "482913").await;
+    let ben = invite_and_enroll(&owner, dir.path(), &ca, "ben@acme.test", None, "482913").await;
+    let send = |message: &str| {
+        let out = agent(&anna, "482913", &["send", "--to", "ben@acme.test", message]);
+        assert!(out.status.success(), "{}", text(&out));
+    };
+    send("before the range");
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    let from_ms = now_ms();
+    send("inside the range, one");
+    send("inside the range, two");
+    let to_ms = now_ms();
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    send("after the range");
+    let out = agent(&ben, "482913", &["receive"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let archivist = AdminSession::sign_in(&server, &root, "archie", OWNER_PASSWORD).await;
+    let a = archivist
+        .call("POST", "/v1/archives", Some(serde_json::json!({ "users": ["ben@acme.test"], "from_ms": from_ms, "to_ms": to_ms })))
+        .await;
+    assert_eq!(a.status, 202, "{:?}", a.json());
+    let id = a.json()["id"].as_str().unwrap().to_owned();
+    // The owner may not read archives; the archivist may not read users.
+    assert_eq!(
+        owner
+            .call("GET", &format!("/v1/archives/{id}"), None)
+            .await
+            .status,
+        403
+    );
+    assert_eq!(archivist.call("GET", "/v1/users", None).await.status, 403);
+
+    let out = agent(&ben, "482913", &["receive"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let status = archivist
+        .call("GET", &format!("/v1/archives/{id}"), None)
+        .await
+        .json();
+    assert_eq!(status["devices"][0]["state"], "exported", "{status}");
+    let parts = status["parts"].as_array().unwrap().clone();
+    assert!(!parts.is_empty(), "{status}");
+    let mut files = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        let a = archivist
+            .call(
+                "GET",
+                &format!("/v1/archives/{id}/parts/{}", part["part"].as_str().unwrap()),
+                None,
+            )
+            .await;
+        assert_eq!(a.status, 200);
+        let path = dir.path().join(format!("part{i}.kta"));
+        std::fs::write(&path, &a.body).unwrap();
+        files.push(path);
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_kontor"))
+        .args(["archive", "open", "--key"])
+        .arg(&key_file)
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let opened = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut texts = Vec::new();
+    for line in opened.lines().filter(|l| l.starts_with('{')) {
+        let doc: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(doc["request"], id.as_str());
+        for m in doc["messages"].as_array().unwrap() {
+            texts.push(m["text"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(
+        texts,
+        vec!["inside the range, one", "inside the range, two"],
+        "{opened}"
+    );
+    // The server never held the text.
+    for file in [data.join("kontor.db"), data.with_extension("log")] {
+        let bytes = std::fs::read(&file).unwrap();
+        assert!(
+            !bytes.windows(16).any(|w| w == b"inside the range"),
+            "{}",
+            file.display()
+        );
+    }
+    // Request and downloads are in the trail, with who did them.
+    let trail = owner
+        .call("GET", "/v1/audit?actor=archie", None)
+        .await
+        .json();
+    let actions: Vec<&str> = trail["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(actions.contains(&"archive.request"), "{trail}");
+    assert_eq!(
+        actions.iter().filter(|a| **a == "archive.download").count(),
+        files.len(),
+        "{trail}"
+    );
+}

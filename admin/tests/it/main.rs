@@ -62,6 +62,7 @@ impl Harness {
         )
         .unwrap();
         let pstore = PStore::in_memory().unwrap();
+        let (provisioning_tx, provisioning_events) = tokio::sync::mpsc::unbounded_channel();
         let service = Arc::new(
             Service::new(
                 pki,
@@ -72,7 +73,8 @@ impl Harness {
                 },
             )
             .await
-            .unwrap(),
+            .unwrap()
+            .with_events(provisioning_tx),
         );
         let (policy, events) = DirectoryPolicy::new();
         let policy = Arc::new(policy);
@@ -103,6 +105,7 @@ impl Harness {
             .unwrap(),
         );
         tokio::spawn(admin.clone().record_events(events));
+        tokio::spawn(admin.clone().record_provisioning(provisioning_events));
         let router = kontor_admin::http::router(admin.clone());
         let h = Harness {
             _dir: dir,
