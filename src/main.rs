@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 mod admin_cmd;
 mod agent_cmd;
 mod archive_cmd;
+mod audit_cmd;
 mod config_cmd;
 mod crypto_cmd;
 mod demo;
@@ -39,6 +40,9 @@ enum Command {
     Config(config_cmd::ConfigCommand),
     /// Show, step by step, what this build of Kontor does.
     Demo(demo::DemoArgs),
+    /// The administration's audit trail: verify its chain, export it.
+    #[command(subcommand)]
+    Audit(audit_cmd::AuditCmd),
     /// Administration tasks on the server's data directory.
     #[command(subcommand)]
     Admin(admin_cmd::AdminCommand),
@@ -52,6 +56,7 @@ fn main() -> ExitCode {
         Command::Admin(cmd) => admin_cmd::run(cmd),
         Command::Agent(args) => agent_cmd::run(args),
         Command::Archive(cmd) => archive_cmd::run(cmd),
+        Command::Audit(cmd) => audit_cmd::run(cmd),
         Command::Config(cmd) => config_cmd::run(cmd),
         Command::Crypto(cmd) => crypto_cmd::run(cmd),
         Command::Demo(args) => demo::run(args),
