@@ -184,13 +184,18 @@ impl LoginLimiter {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Refuses when any of `keys` is over its limit.
-    pub fn check(&self, keys: &[&str]) -> Result<()> {
+    /// Refuses when the account name is over its limit, or the client
+    /// address over four times that (many people may share one address).
+    pub fn check(&self, account: &str, address: &str) -> Result<()> {
         let now = Instant::now();
         let map = self.map();
-        for key in keys {
-            if let Some((count, since)) = map.get(*key)
-                && *count >= self.max_failures
+        let limits = [
+            (format!("account:{account}"), self.max_failures),
+            (format!("address:{address}"), self.max_failures.saturating_mul(4)),
+        ];
+        for (key, max) in limits {
+            if let Some((count, since)) = map.get(&key)
+                && *count >= max
             {
                 let passed = now.duration_since(*since);
                 if passed < self.window {
@@ -203,8 +208,9 @@ impl LoginLimiter {
         Ok(())
     }
 
-    /// Counts a failure against every key.
-    pub fn failed(&self, keys: &[&str]) {
+    /// Counts a failure against the account name and the address.
+    pub fn failed(&self, account: &str, address: &str) {
+        let keys = [format!("account:{account}"), format!("address:{address}")];
         let now = Instant::now();
         let mut map = self.map();
         if map.len() > 100_000 {
@@ -212,7 +218,7 @@ impl LoginLimiter {
             map.retain(|_, (_, since)| now.duration_since(*since) < window);
         }
         for key in keys {
-            let entry = map.entry((*key).to_owned()).or_insert((0, now));
+            let entry = map.entry(key).or_insert((0, now));
             if now.duration_since(entry.1) >= self.window {
                 *entry = (0, now);
             }
@@ -220,9 +226,9 @@ impl LoginLimiter {
         }
     }
 
-    /// Clears a key after a success.
-    pub fn succeeded(&self, key: &str) {
-        self.map().remove(key);
+    /// Clears the account's count after a success.
+    pub fn succeeded(&self, account: &str) {
+        self.map().remove(&format!("account:{account}"));
     }
 }
 
@@ -261,16 +267,21 @@ mod tests {
     fn the_limiter_refuses_after_the_limit_and_forgets_on_success() {
         let limiter = LoginLimiter::new(3, Duration::from_secs(60));
         for _ in 0..3 {
-            limiter.check(&["anna", "127.0.0.1"]).unwrap();
-            limiter.failed(&["anna", "127.0.0.1"]);
+            limiter.check("anna", "127.0.0.1").unwrap();
+            limiter.failed("anna", "127.0.0.1");
         }
         assert!(matches!(
-            limiter.check(&["anna"]),
+            limiter.check("anna", "10.0.0.1"),
             Err(Error::RateLimited { .. })
         ));
-        assert!(limiter.check(&["127.0.0.1"]).is_err());
+        // The address is not yet over its (larger) limit for other names.
+        assert!(limiter.check("ben", "127.0.0.1").is_ok());
+        for i in 0..9 {
+            limiter.failed(&format!("user{i}"), "127.0.0.1");
+        }
+        assert!(limiter.check("ben", "127.0.0.1").is_err());
         limiter.succeeded("anna");
-        assert!(limiter.check(&["anna"]).is_ok());
+        assert!(limiter.check("anna", "10.0.0.1").is_ok());
     }
 
     #[test]

@@ -493,8 +493,7 @@ where
         totp: Option<&str>,
         client: &str,
     ) -> Result<SignedIn> {
-        let keys = [login, client];
-        self.limiter.check(&keys)?;
+        self.limiter.check(login, client)?;
         let account = self.store.account_by_login(login).await?;
         let password_ok = {
             let hash = account.as_ref().map_or_else(
@@ -507,7 +506,7 @@ where
                 .unwrap_or(false)
         };
         let refuse = |reason: &'static str| async move {
-            self.limiter.failed(&keys);
+            self.limiter.failed(login, client);
             let org = account_org(&self.config, None);
             let _ = self
                 .write_audit(
