@@ -191,7 +191,10 @@ impl LoginLimiter {
         let map = self.map();
         let limits = [
             (format!("account:{account}"), self.max_failures),
-            (format!("address:{address}"), self.max_failures.saturating_mul(4)),
+            (
+                format!("address:{address}"),
+                self.max_failures.saturating_mul(4),
+            ),
         ];
         for (key, max) in limits {
             if let Some((count, since)) = map.get(&key)

@@ -304,6 +304,27 @@ async fn barriers_restrictions_and_a_bulk_block_take_effect_on_real_agents_and_t
         .json();
     assert_eq!(activity["days"][0]["sent"], 1, "{activity}");
 
+    // A broadcast to HR reaches Anna as a message from the administration.
+    let a = admin
+        .call(
+            "POST",
+            "/v1/broadcasts",
+            Some(
+                serde_json::json!({ "text": "Betriebsversammlung um 14 Uhr", "department": "hr" }),
+            ),
+        )
+        .await;
+    assert_eq!(a.status, 202, "{:?}", a.json());
+    assert_eq!(a.json()["devices"], 1);
+    let out = agent(&anna, "482913", &["receive"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("from the administration")
+            && text(&out).contains("Betriebsversammlung"),
+        "{}",
+        text(&out)
+    );
+
     // A bulk block of the filtered set (sales) takes effect at once.
     let preview = admin
         .call("POST", "/v1/users/bulk", Some(serde_json::json!({ "filter": { "department": "sales" }, "operation": { "action": "block" }, "dry_run": true })))
@@ -431,10 +452,20 @@ async fn an_archive_round_trip_yields_the_messages_of_the_range_only_and_every_a
         .await;
     assert_eq!(a.status, 202, "{:?}", a.json());
     let id = a.json()["id"].as_str().unwrap().to_owned();
-    // The owner may not read archives; the archivist may not read users.
+    // An admin may not read archives; the archivist may not read users.
+    let a = owner
+        .call(
+            "POST",
+            "/v1/accounts",
+            Some(
+                serde_json::json!({ "login": "adam", "password": OWNER_PASSWORD, "role": "admin" }),
+            ),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{:?}", a.json());
+    let adam = AdminSession::sign_in(&server, &root, "adam", OWNER_PASSWORD).await;
     assert_eq!(
-        owner
-            .call("GET", &format!("/v1/archives/{id}"), None)
+        adam.call("GET", &format!("/v1/archives/{id}"), None)
             .await
             .status,
         403
