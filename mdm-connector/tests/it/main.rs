@@ -1,0 +1,2 @@
+//! Integration tests of the MDM connector.
+#![allow(missing_docs)]
