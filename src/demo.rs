@@ -1,8 +1,11 @@
 //! `kontor demo`: the product on this machine, step by step. It starts
-//! `kontor serve` on a temporary data directory, enrolls three devices
-//! zero-touch from the managed configuration an EMM would push, exchanges
-//! messages between them, shows a safety number, lets a wrong PIN wipe a
-//! device, and checks that no plaintext reached the server's disk.
+//! `kontor serve` on a temporary data directory, signs in to the admin API
+//! as the organisation's owner, sets a department policy and a closed
+//! area, invites four employees and enrolls their devices zero-touch from
+//! the managed configuration an EMM would push, exchanges messages between
+//! them, shows a safety number, a barrier, a broadcast, an admin wipe and a
+//! wipe by wrong PINs, checks that no plaintext reached the server's disk,
+//! and verifies the audit trail.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -12,9 +15,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::Args;
 use kontor_agent::agent::{Agent, Conversation, EnrollOptions};
-use kontor_managed_config::{
-    EnrollmentToken, OrgId, Policy, ServerUrl, UserIdentity, android, apple,
-};
+use kontor_managed_config::{android, apple, decode};
 use kontor_relay::client::DeviceClient;
 
 /// Options of `kontor demo`.
@@ -40,16 +41,119 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-const ADMIN_KEY: &str = "demo-admin-key";
+const OWNER_PASSWORD: &str = "demo owner password, not for production";
 
-fn start_server(data: &Path, device_port: u16, enroll_port: u16) -> anyhow::Result<Server> {
+/// Creates the organisation's first owner in a fresh data directory, as
+/// `kontor admin create-owner` does.
+async fn create_owner(data: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(data)?;
+    let db = data.join("kontor.db");
+    let store = kontor_admin::store::AdminStore::open(&db)?;
+    let audit = kontor_admin::audit::AuditLog::open(&db)?;
+    kontor_admin::service::create_owner(
+        &store,
+        &audit,
+        "demo-gmbh",
+        "Demo GmbH",
+        "owner",
+        OWNER_PASSWORD,
+    )
+    .await?;
+    Ok(())
+}
+
+/// The admin API over TLS with a signed-in session.
+struct AdminApi {
+    client: DeviceClient,
+    cookie: String,
+    csrf: String,
+}
+
+impl AdminApi {
+    async fn sign_in(port: u16, root_der: &[u8]) -> anyhow::Result<Self> {
+        let client = DeviceClient::anonymous(&format!("127.0.0.1:{port}"), "localhost", root_der)?;
+        let body = serde_json::json!({ "login": "owner", "password": OWNER_PASSWORD });
+        let answer = client
+            .request_with(
+                "POST",
+                "/v1/session",
+                &[("content-type", "application/json")],
+                body.to_string().into_bytes(),
+            )
+            .await?;
+        if answer.status != 200 {
+            bail!("sign-in refused: {}", answer.code());
+        }
+        let cookie = answer
+            .headers
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .context("no session cookie")?
+            .to_owned();
+        let csrf = answer.json()["csrf_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        Ok(AdminApi {
+            client,
+            cookie,
+            csrf,
+        })
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<kontor_relay::client::Answer> {
+        let mut headers = vec![
+            ("cookie", self.cookie.as_str()),
+            ("x-csrf-token", self.csrf.as_str()),
+        ];
+        let bytes = match body {
+            Some(b) => {
+                headers.push(("content-type", "application/json"));
+                b.to_string().into_bytes()
+            }
+            None => Vec::new(),
+        };
+        Ok(self
+            .client
+            .request_with(method, path, &headers, bytes)
+            .await?)
+    }
+
+    async fn expect(
+        &self,
+        method: &str,
+        path: &str,
+        body: serde_json::Value,
+        status: u16,
+    ) -> anyhow::Result<()> {
+        let answer = self.call(method, path, Some(body)).await?;
+        if answer.status != status {
+            bail!("{method} {path}: {}", answer.code());
+        }
+        Ok(())
+    }
+}
+
+fn start_server(
+    data: &Path,
+    device_port: u16,
+    enroll_port: u16,
+    admin_port: u16,
+) -> anyhow::Result<Server> {
     let exe = std::env::current_exe().context("cannot find the kontor binary")?;
     let mut child = Command::new(exe)
-        .args(["serve", "--admin-key", ADMIN_KEY, "--data-dir"])
+        .args(["serve", "--data-dir"])
         .arg(data)
         .args(["--device-listen", &format!("127.0.0.1:{device_port}")])
         .args(["--enroll-listen", &format!("127.0.0.1:{enroll_port}")])
-        .args(["--admin-listen", &format!("127.0.0.1:{}", free_port()?)])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
+        .args(["--org-id", "demo-gmbh"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -115,8 +219,9 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     };
 
     say("The organisation starts its own Kontor server (SQLite, its own CA, TLS everywhere).");
-    let (device_port, enroll_port) = (free_port()?, free_port()?);
-    let _server = start_server(&data, device_port, enroll_port)?;
+    let (device_port, enroll_port, admin_port) = (free_port()?, free_port()?, free_port()?);
+    create_owner(&data).await?;
+    let server = start_server(&data, device_port, enroll_port, admin_port)?;
     let ca_pem = std::fs::read_to_string(data.join("root.pem"))?;
     let root_der = {
         use rustls_pki_types::CertificateDer;
@@ -125,50 +230,72 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     };
 
     say(
-        "The admin creates one-use enrollment tokens; the EMM pushes them as managed app configuration.",
+        "The owner signs in to the admin API, makes Sales' policy (pictures only, no copying) and HR a closed area.",
     );
-    let admin =
-        DeviceClient::anonymous(&format!("127.0.0.1:{enroll_port}"), "localhost", &root_der)?;
+    let admin = AdminApi::sign_in(admin_port, &root_der).await?;
+    admin
+        .expect(
+            "PUT",
+            "/v1/departments/vertrieb",
+            serde_json::json!({ "closed": false }),
+            204,
+        )
+        .await?;
+    admin
+        .expect(
+            "PUT",
+            "/v1/departments/personal",
+            serde_json::json!({ "closed": true }),
+            204,
+        )
+        .await?;
+    admin
+        .expect(
+            "PUT",
+            "/v1/restrictions/department/vertrieb",
+            serde_json::json!({ "attachments": ["images"], "copy_paste": false }),
+            200,
+        )
+        .await?;
+
+    say(
+        "The admin invites four employees; each invitation is a one-use token in a managed configuration the EMM pushes.",
+    );
     let users = [
-        ("anna@example.org", "ios"),
-        ("ben@example.org", "android"),
-        ("clara@example.org", "android"),
+        ("anna@example.org", "ios", None),
+        ("ben@example.org", "android", None),
+        ("clara@example.org", "android", Some("vertrieb")),
+        ("dora@example.org", "ios", Some("personal")),
     ];
     let mut configs = Vec::new();
-    for (user, platform) in users {
-        let body = serde_json::json!({ "binding": "user", "bound_to": user, "lifetime_seconds": 900, "label": "demo" });
-        let answer = admin
-            .request_with(
+    for (user, platform, department) in users {
+        let invitation = admin
+            .call(
                 "POST",
-                "/v1/admin/tokens",
-                &[
-                    ("authorization", &format!("Bearer {ADMIN_KEY}")),
-                    ("content-type", "application/json"),
-                ],
-                body.to_string().into_bytes(),
+                "/v1/users",
+                Some(serde_json::json!({ "user_id": user, "department": department })),
             )
             .await?;
-        if answer.status != 201 {
-            bail!("token creation failed: {}", answer.code());
+        if invitation.status != 201 {
+            bail!("invitation refused: {}", invitation.code());
         }
-        let token = answer.json()["token"]
+        let invitation = invitation.json();
+        // The EMM adds its own PIN rule: three wrong PINs wipe the phone.
+        let field = if platform == "ios" {
+            "apple_plist"
+        } else {
+            "android_json"
+        };
+        let config = invitation["managed_config"][field]
             .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let mut policy = Policy::new(
-            ServerUrl::parse(&format!("https://localhost:{enroll_port}"))?,
-            OrgId::parse("demo-gmbh")?,
-        );
-        policy.enrollment_token = Some(EnrollmentToken::parse(&token)?);
-        policy.user_identity = Some(UserIdentity::parse(user)?);
+            .unwrap_or_default();
+        let decoded = if platform == "ios" {
+            decode::apple_plist(config.as_bytes())?
+        } else {
+            decode::json(config.as_bytes())?
+        };
+        let mut policy = decoded.policy;
         policy.pin.max_failed_attempts = 3;
-        if user.starts_with("clara") {
-            // Clara's department may share pictures only, and nothing may be copied out.
-            policy.restrictions.attachments = [kontor_managed_config::Attachment::Images]
-                .into_iter()
-                .collect();
-            policy.restrictions.copy_paste = false;
-        }
         let (format, bytes) = if platform == "ios" {
             (
                 "Apple managed app configuration (plist)",
@@ -180,7 +307,10 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
                 android::bundle_json(&policy)?,
             )
         };
-        println!("    {user:<20} {platform:<8} gets an {format} with its token");
+        println!(
+            "    {user:<20} {:<9} {platform:<8} gets an {format} with its token",
+            department.unwrap_or("-")
+        );
         configs.push((user, platform, bytes));
     }
 
@@ -316,26 +446,64 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
 
     say(
+        "HR is a closed area: Ben cannot write to Dora; the relay refuses and the audit trail records it.",
+    );
+    let dora = agents.remove(0);
+    match ben
+        .send_text(
+            &Conversation::User("dora@example.org".into()),
+            "Frage zum Urlaub",
+        )
+        .await
+    {
+        Err(e) => println!("    Ben to Dora: {e}"),
+        Ok(_) => bail!("the barrier let a message through"),
+    }
+    drop(dora);
+
+    say("The admin broadcasts to every phone; it arrives as a message from the administration.");
+    admin
+        .expect(
+            "POST",
+            "/v1/broadcasts",
+            serde_json::json!({ "text": "Das Büro bleibt am Freitag geschlossen." }),
+            202,
+        )
+        .await?;
+    let (anna, received) = anna.receive().await?;
+    let anna = anna.context("Anna's device is still enrolled")?;
+    for m in &received.messages {
+        println!("    Anna reads from {}: {:?}", m.from_user, m.text);
+    }
+
+    say(
         "Ben leaves the company: the admin wipes his phone; at its next contact it destroys its data and confirms.",
     );
     let ben_id = ben.status()?.device_id;
-    let wipe = admin
-        .request_with(
+    admin
+        .expect(
             "POST",
-            &format!("/v1/admin/devices/{ben_id}/wipe"),
-            &[("authorization", &format!("Bearer {ADMIN_KEY}"))],
-            Vec::new(),
+            &format!("/v1/devices/{ben_id}/wipe"),
+            serde_json::json!({}),
+            202,
         )
         .await?;
-    if wipe.status != 202 {
-        bail!("wipe was refused: {}", wipe.code());
-    }
     let ben_dir = ben.dir();
     let (ben, received) = ben.receive().await?;
     println!(
         "    wipe confirmed by the device: {}",
         received.wiped && ben.is_none()
     );
+    let wipes = admin.call("GET", "/v1/wipes", None).await?;
+    let state = wipes.json()["wipes"][0]["state"].clone();
+    if state != "confirmed" {
+        bail!(
+            "the admin API shows the wipe as {}: {}",
+            state,
+            String::from_utf8_lossy(&wipes.body)
+        );
+    }
+    println!("    the admin API shows the wipe as {state}");
     match Agent::open(&ben_dir, "482913") {
         Err(e) => println!("    opening Ben's phone afterwards: {e}"),
         Ok(_) => bail!("a wiped store opened"),
@@ -356,8 +524,21 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     drop(anna);
 
+    say("Every admin action, enrollment, refusal and wipe is in the hash-chained audit trail.");
+    let trail = admin
+        .call("GET", "/v1/audit?limit=10000", None)
+        .await?
+        .json();
+    let entries = trail["entries"].as_array().map_or(0, Vec::len);
+    drop(server);
+    let report = kontor_admin::audit::verify_database(&data.join("kontor.db"))?;
+    println!("    {entries} entries; kontor audit verify: {report}");
+    if !report.is_intact() {
+        bail!("the audit trail does not verify");
+    }
+
     println!(
-        "\nDone in {:.1?}: three devices enrolled, 1:1, group and file messages end to end, restrictions enforced, two devices wiped.",
+        "\nDone in {:.1?}: four devices enrolled from admin invitations, 1:1, group and file messages end to end, restrictions and a barrier enforced, a broadcast, two devices wiped, the audit trail intact.",
         started.elapsed()
     );
     if args.keep {

@@ -261,51 +261,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
 }
 
-/// `POST /v1/admin/devices/{id}/wipe` (admin bearer key): drops the
-/// device's queued messages and queues a wipe command; once the device's
-/// receipt arrives the relay refuses it. The full administration API
-/// (issue 7) takes this over, with revocation after the receipt.
-fn wipe_router<S, P, B>(relay: Arc<Relay<S, P, B>>, admin_key: Option<&str>) -> axum::Router
-where
-    S: RelayStore,
-    P: kontor_provisioning::store::CertificateStore
-        + kontor_provisioning::store::UserDirectory
-        + 'static,
-    B: Bus,
-{
-    use axum::extract::{Path, State};
-    use axum::http::{HeaderMap, StatusCode};
-    use sha2::{Digest, Sha256};
-    use subtle::ConstantTimeEq;
-
-    let key_hash: Option<[u8; 32]> = admin_key.map(|k| Sha256::digest(k.as_bytes()).into());
-    let handler = move |State(relay): State<Arc<Relay<S, P, B>>>,
-                        Path(id): Path<String>,
-                        headers: HeaderMap| async move {
-        let given = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|k| -> [u8; 32] { Sha256::digest(k.as_bytes()).into() });
-        let authorised =
-            matches!((key_hash, given), (Some(want), Some(got)) if bool::from(want.ct_eq(&got)));
-        if !authorised {
-            return Err(kontor_relay::Error::DeviceRefused("admin key required"));
-        }
-        let device = kontor_provisioning::DeviceId::from_hex(&id).ok_or_else(|| {
-            kontor_relay::Error::BadRequest("device id must be 32 hex digits".into())
-        })?;
-        let command = relay.wipe_device(device, "admin").await?;
-        Ok::<_, kontor_relay::Error>((
-            StatusCode::ACCEPTED,
-            axum::Json(serde_json::json!({ "command": command })),
-        ))
-    };
-    axum::Router::new()
-        .route("/v1/admin/devices/{id}/wipe", axum::routing::post(handler))
-        .with_state(relay)
-}
-
 fn pusher(args: &ServeArgs) -> anyhow::Result<Option<kontor_relay::push::Pusher>> {
     use kontor_relay::push::{ApnsConfig, FcmConfig, PushConfig, Pusher};
     use rustls_pki_types::pem::PemObject;
@@ -444,14 +399,12 @@ where
             }
         }
     });
-    let enroll_app = kontor_relay::http::with_hsts(
-        kontor_provisioning::http::router(AppState::new(
+    let enroll_app =
+        kontor_relay::http::with_hsts(kontor_provisioning::http::router(AppState::new(
             service.clone(),
             args.admin_key.as_deref(),
             format!("https://{}", args.enroll_listen),
-        ))
-        .merge(wipe_router(relay.clone(), args.admin_key.as_deref())),
-    );
+        )));
     let device_app = kontor_relay::http::router(relay.clone());
     let admin_app = kontor_admin::http::router(admin);
 

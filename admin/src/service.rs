@@ -345,6 +345,12 @@ where
         while let Some(event) = events.recv().await {
             let written = match event {
                 E::Attempt(a) => {
+                    if a.outcome == "accepted"
+                        && let Some(user) = &a.user_id
+                        && let Err(e) = self.adopt(user).await
+                    {
+                        tracing::error!(error = %e, "an enrolled user was not added to the directory");
+                    }
                     let actor = a.user_id.clone().unwrap_or_else(|| "-".into());
                     let org = self.org_of(&actor).await;
                     let (outcome, action) = if a.outcome == "accepted" {
@@ -382,6 +388,32 @@ where
                 tracing::error!(error = %e, "a provisioning event was not written to the audit trail");
             }
         }
+    }
+
+    /// A user who enrolled with a token the administration did not make
+    /// (an EMM's allow-list or department token) joins the directory of the
+    /// deployment's organisation, so admins see and govern them.
+    async fn adopt(&self, user_id: &str) -> Result<()> {
+        if self.store.user_anywhere(user_id).await?.is_some() {
+            return Ok(());
+        }
+        let department = self
+            .prov
+            .store()
+            .user(user_id)
+            .await?
+            .and_then(|u| u.department);
+        self.store
+            .insert_users(vec![UserRow {
+                user_id: user_id.to_owned(),
+                org: self.config.org_id.clone(),
+                display_name: user_id.to_owned(),
+                department,
+                status: UserStatus::Active,
+                created_at_ms: now_ms(),
+            }])
+            .await?;
+        self.refresh_policy().await
     }
 
     async fn org_of(&self, user: &str) -> String {

@@ -299,7 +299,7 @@ impl AdminStore {
     pub async fn disable_account(&self, id: &str, now_ms: i64) -> Result<bool> {
         let id = id.to_owned();
         self.call(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let n = tx.execute(
                 "UPDATE admin_accounts SET disabled_at_ms = ?2 WHERE id = ?1 AND disabled_at_ms IS NULL",
                 params![id, now_ms],
@@ -373,7 +373,7 @@ impl AdminStore {
         absolute_ms: i64,
     ) -> Result<Option<(String, String)>> {
         self.call(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let row: Option<(String, String, i64, i64)> = tx
                 .query_row(
                     "SELECT account, csrf, created_at_ms, last_used_ms FROM admin_sessions WHERE token_hash = ?1",
@@ -543,7 +543,7 @@ impl AdminStore {
     /// organisation) fails the whole batch naming it.
     pub async fn insert_users(&self, users: Vec<UserRow>) -> Result<()> {
         self.call(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             for u in &users {
                 let n = tx.execute(
                     &format!("INSERT INTO admin_users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (user_id) DO NOTHING"),
@@ -568,7 +568,7 @@ impl AdminStore {
     ) -> Result<()> {
         let org = org.to_owned();
         self.call(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             for (user, status, department) in &changes {
                 let n = tx.execute(
                     "UPDATE admin_users SET status = ?3, department = ?4 WHERE org = ?1 AND user_id = ?2",
@@ -588,7 +588,7 @@ impl AdminStore {
     pub async fn erase_user(&self, org: &str, user_id: &str) -> Result<bool> {
         let (org, user_id) = (org.to_owned(), user_id.to_owned());
         self.call(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let n = tx.execute(
                 "DELETE FROM admin_users WHERE org = ?1 AND user_id = ?2",
                 [&org, &user_id],
@@ -627,7 +627,7 @@ impl AdminStore {
     pub async fn delete_department(&self, org: &str, name: &str) -> Result<bool> {
         let (org, name) = (org.to_owned(), name.to_owned());
         self.call(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let members: i64 = tx.query_row(
                 "SELECT COUNT(*) FROM admin_users WHERE org = ?1 AND department = ?2",
                 [&org, &name],
@@ -799,7 +799,7 @@ impl AdminStore {
     /// Adds message counts for a day (`YYYY-MM-DD`).
     pub async fn add_activity(&self, day: String, counts: Vec<(String, u32, u32)>) -> Result<()> {
         self.call(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             for (user, sent, received) in counts {
                 tx.execute(
                     "INSERT INTO admin_activity (user_id, day, sent, received) VALUES (?1, ?2, ?3, ?4) \
@@ -870,7 +870,7 @@ impl AdminStore {
         devices: Vec<(String, String, i64)>,
     ) -> Result<()> {
         self.call(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let users = serde_json::to_string(&a.users).map_err(|e| Error::Store(e.to_string()))?;
             tx.execute(
                 "INSERT INTO admin_archives (id, org, requested_by, users, from_ms, to_ms, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",

@@ -225,7 +225,7 @@ async fn agents_enroll_zero_touch_exchange_messages_and_a_wrong_pin_limit_wipes(
 async fn groups_files_restrictions_and_a_remote_wipe() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("server");
-    let server = start(&data);
+    let server = crate::admin::start_with_owner(&data);
     let root = root_der(&data);
     let ca = data.join("root.pem");
     let ca = ca.to_str().unwrap();
@@ -394,31 +394,32 @@ async fn groups_files_restrictions_and_a_remote_wipe() {
         .as_str()
         .unwrap()
         .to_owned();
-    let admin = kontor_relay::client::DeviceClient::anonymous(
-        &format!("127.0.0.1:{}", server.enroll_port),
-        "localhost",
-        &root,
-    )
-    .unwrap();
+    // Clara enrolled with an EMM's token: she joined the directory then.
+    let admin =
+        crate::admin::AdminSession::sign_in(&server, &root, "owner", crate::admin::OWNER_PASSWORD)
+            .await;
     let wipe = admin
-        .request_with(
-            "POST",
-            &format!("/v1/admin/devices/{clara_id}/wipe"),
-            &[("authorization", "Bearer test-admin")],
-            Vec::new(),
-        )
-        .await
-        .unwrap();
+        .call("POST", &format!("/v1/devices/{clara_id}/wipe"), None)
+        .await;
     assert_eq!(wipe.status, 202, "{:?}", wipe.json());
-    let refused = admin
-        .request_with(
+    let helpdesk = admin
+        .call(
             "POST",
-            &format!("/v1/admin/devices/{clara_id}/wipe"),
-            &[("authorization", "Bearer wrong")],
-            Vec::new(),
+            "/v1/accounts",
+            Some(serde_json::json!({ "login": "auditor", "password": crate::admin::OWNER_PASSWORD, "role": "auditor" })),
         )
-        .await
-        .unwrap();
+        .await;
+    assert_eq!(helpdesk.status, 201, "{:?}", helpdesk.json());
+    let auditor = crate::admin::AdminSession::sign_in(
+        &server,
+        &root,
+        "auditor",
+        crate::admin::OWNER_PASSWORD,
+    )
+    .await;
+    let refused = auditor
+        .call("POST", &format!("/v1/devices/{clara_id}/wipe"), None)
+        .await;
     assert_eq!(refused.status, 403);
     let out = agent(clara, "246810", &["receive"]);
     assert!(
@@ -435,9 +436,15 @@ async fn groups_files_restrictions_and_a_remote_wipe() {
     );
     // Its certificate is revoked: listed in the CRL (revocation follows the
     // receipt asynchronously; bounded wait).
+    let enroll = kontor_relay::client::DeviceClient::anonymous(
+        &format!("127.0.0.1:{}", server.enroll_port),
+        "localhost",
+        &root,
+    )
+    .unwrap();
     let mut listed = false;
     for _ in 0..50 {
-        let crl = admin
+        let crl = enroll
             .request("GET", "/pki/crl.der", None, Vec::new())
             .await
             .unwrap();

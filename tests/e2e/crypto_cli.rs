@@ -87,6 +87,19 @@ fn demo_runs_the_product_and_shows_each_step() {
     );
     assert!(text.contains("plaintext not found"), "{text}");
     assert!(
+        text.contains("Ben to Dora: server refused: forbidden"),
+        "{text}"
+    );
+    assert!(text.contains("Anna reads from Administration:"), "{text}");
+    assert!(
+        text.contains("the admin API shows the wipe as \"confirmed\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("kontor audit verify: audit trail intact"),
+        "{text}"
+    );
+    assert!(
         text.contains("even the right PIN now: this device's Kontor data was wiped"),
         "{text}"
     );

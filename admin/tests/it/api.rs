@@ -855,3 +855,48 @@ async fn removing_a_user_revokes_erases_and_ends_their_invitations() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn a_user_enrolled_with_an_emm_token_joins_the_directory_and_every_enrollment_is_audited() {
+    let h = Harness::new().await;
+    let owner = h.sign_in("owner").await;
+    let device = h.enroll("dora@acme.test").await;
+    let mut found = StatusCode::NOT_FOUND;
+    for _ in 0..50 {
+        found = h
+            .call("GET", "/v1/users/dora@acme.test", &owner, None)
+            .await
+            .status;
+        if found == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(found, StatusCode::OK);
+    let a = h
+        .call(
+            "POST",
+            &format!("/v1/devices/{}/wipe", device.device_id),
+            &owner,
+            None,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.json);
+    let enrolled = h.audited("device.enroll");
+    assert_eq!(enrolled.len(), 1);
+    assert_eq!(enrolled[0].actor, "dora@acme.test");
+    assert_eq!(enrolled[0].target, device.device_id.to_string());
+    // A refused enrollment is recorded too, with its reason.
+    assert!(
+        h.enroll_with("kt1_0000000000000000_0000", "eve@acme.test")
+            .await
+            .is_err()
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let refused: Vec<_> = h
+        .audited("device.enroll")
+        .into_iter()
+        .filter(|e| e.outcome == kontor_admin::audit::Outcome::Refused)
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+}
