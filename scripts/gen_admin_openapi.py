@@ -50,7 +50,7 @@ paths = {
   "/v1/me/totp": {"post": op("Turn on TOTP for the signed-in admin; returns the secret once", None)},
   "/v1/accounts": {"get": op("Admin accounts of the organisation", "manage_admins"),
                    "post": op("Create an admin account", "manage_admins", J({"type": "object", "required": ["login", "password", "role"], "additionalProperties": False,
-                               "properties": {"login": str_, "password": {"type": "string", "minLength": 12, "maxLength": 128}, "role": {"enum": ["owner", "admin", "helpdesk", "auditor", "archivist"]}}}), ok="201")},
+                               "properties": {"login": str_, "password": {"type": "string", "minLength": 12, "maxLength": 128}, "role": {"enum": ["owner", "admin", "helpdesk", "auditor", "archivist", "emm"]}}}), ok="201")},
   "/v1/accounts/{account}/disable": {"post": op("Disable an account; its sessions and API keys end at once", "manage_admins", params=["account"], ok="204")},
   "/v1/api-keys": {"get": op("API keys (never their secrets)", "manage_admins"),
                    "post": op("Create an API key for an account; the key is shown once", "manage_admins", J({"type": "object", "required": ["account", "label"], "additionalProperties": False, "properties": {"account": str_, "label": str_}}), ok="201")},

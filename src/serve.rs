@@ -406,7 +406,15 @@ where
             format!("https://{}", args.enroll_listen),
         )));
     let device_app = kontor_relay::http::router(relay.clone());
-    let admin_app = kontor_admin::http::router(admin);
+    let connector = Arc::new(kontor_mdm_connector::service::Connector::new(
+        admin.clone(),
+        kontor_mdm_connector::store::ConnectorStore::open(admin_db)
+            .context("cannot open the MDM connector's tables")?,
+        kontor_mdm_connector::service::ConnectorConfig::default(),
+        None,
+    ));
+    let admin_app =
+        kontor_admin::http::router(admin).merge(kontor_mdm_connector::http::router(connector));
 
     let device_listener = tokio::net::TcpListener::bind(args.device_listen)
         .await

@@ -429,7 +429,7 @@ where
         let req: NewAccount = json_body(&headers, &body)?;
         let role = Role::parse(&req.role).ok_or_else(|| {
             Error::Invalid(format!(
-                "role {:?}: use owner, admin, helpdesk, auditor or archivist",
+                "role {:?}: use owner, admin, helpdesk, auditor, archivist or emm",
                 req.role
             ))
         })?;

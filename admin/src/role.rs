@@ -21,6 +21,10 @@ pub enum Role {
     Auditor,
     /// Requests and reads archives only.
     Archivist,
+    /// An EMM platform's integration (API keys only): reads the directory,
+    /// invites, blocks, wipes, sets restrictions and syncs users (SCIM);
+    /// no admin accounts, no audit trail, no archives, no broadcasts.
+    Emm,
 }
 
 /// Something an endpoint does.
@@ -83,12 +87,13 @@ impl Permission {
 
 impl Role {
     /// Every role.
-    pub const ALL: [Role; 5] = [
+    pub const ALL: [Role; 6] = [
         Role::Owner,
         Role::Admin,
         Role::Helpdesk,
         Role::Auditor,
         Role::Archivist,
+        Role::Emm,
     ];
 
     /// Whether this role may do `permission`.
@@ -103,6 +108,10 @@ impl Role {
             ),
             Role::Auditor => matches!(permission, P::ReadAudit),
             Role::Archivist => matches!(permission, P::Archive),
+            Role::Emm => matches!(
+                permission,
+                P::ReadDirectory | P::Invite | P::Block | P::Wipe | P::ManagePolicy | P::RemoveUser
+            ),
         }
     }
 
@@ -114,6 +123,7 @@ impl Role {
             Role::Helpdesk => "helpdesk",
             Role::Auditor => "auditor",
             Role::Archivist => "archivist",
+            Role::Emm => "emm",
         }
     }
 

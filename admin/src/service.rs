@@ -1005,6 +1005,154 @@ where
         Ok(())
     }
 
+    /// Records an outside call (an EMM's request, a webhook, an outbound
+    /// MDM command) in the audit trail under the caller's name.
+    pub async fn record(
+        &self,
+        p: &Principal,
+        action: &str,
+        target: &str,
+        outcome: Outcome,
+        detail: serde_json::Value,
+    ) -> Result<()> {
+        self.write_audit(&p.org, &p.login, action, target, outcome, detail)
+            .await
+            .map(|_| ())
+    }
+
+    /// Creates a user without an invitation (directory sync: SCIM, CSV).
+    pub async fn create_user(
+        &self,
+        p: &Principal,
+        user_id: &str,
+        display_name: &str,
+        department: Option<&str>,
+    ) -> Result<User> {
+        self.require(p, Permission::Invite).await?;
+        directory::check_user_id(user_id)?;
+        directory::check_name("display name", display_name)?;
+        if self.store.user_anywhere(user_id).await?.is_some() {
+            return Err(Error::Conflict(format!("user {user_id} exists")));
+        }
+        self.check_department(&p.org, department).await?;
+        self.check_admitted(&p.org, user_id, department).await?;
+        let row = UserRow {
+            user_id: user_id.to_owned(),
+            org: p.org.clone(),
+            display_name: display_name.to_owned(),
+            department: department.map(str::to_owned),
+            status: UserStatus::Invited,
+            created_at_ms: now_ms(),
+        };
+        let detail = serde_json::json!({ "department": department });
+        self.act(p, "user.create", user_id, detail, async {
+            self.store.insert_users(vec![row.clone()]).await?;
+            self.mirror(user_id, department, false).await?;
+            self.refresh_policy().await
+        })
+        .await?;
+        self.view(&row).await
+    }
+
+    /// Changes a user's display name.
+    pub async fn rename_user(
+        &self,
+        p: &Principal,
+        user_id: &str,
+        display_name: &str,
+    ) -> Result<()> {
+        self.require(p, Permission::ManagePolicy).await?;
+        directory::check_name("display name", display_name)?;
+        self.user_row(p, user_id).await?;
+        self.act(p, "user.rename", user_id, serde_json::json!({}), async {
+            self.store
+                .rename_user(&p.org, user_id, display_name)
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// A user as the directory shows them (status, devices, last seen).
+    pub async fn user_view(&self, p: &Principal, user_id: &str) -> Result<User> {
+        self.require(p, Permission::ReadDirectory).await?;
+        let row = self.user_row(p, user_id).await?;
+        self.view(&row).await
+    }
+
+    /// The current devices of a user: (device id, platform, token id the
+    /// device enrolled with).
+    pub async fn user_devices(
+        &self,
+        p: &Principal,
+        user_id: &str,
+    ) -> Result<Vec<(DeviceId, String, Option<String>)>> {
+        self.require(p, Permission::ReadDirectory).await?;
+        self.user_row(p, user_id).await?;
+        Ok(self
+            .current_certs(user_id)
+            .await?
+            .into_iter()
+            .map(|c| (c.device_id, c.platform, c.token_id))
+            .collect())
+    }
+
+    /// A bulk enrollment token for a department: any user of it may enroll
+    /// up to `uses` devices with it.
+    pub async fn department_token(
+        &self,
+        p: &Principal,
+        department: &str,
+        uses: u32,
+    ) -> Result<(String, String)> {
+        self.require(p, Permission::Invite).await?;
+        if !(1..=100_000).contains(&uses) {
+            return Err(Error::Invalid("uses must be 1 to 100000".into()));
+        }
+        if !self
+            .store
+            .barriers(&p.org)
+            .await?
+            .departments
+            .contains_key(department)
+        {
+            return Err(Error::NotFound(format!("department {department}")));
+        }
+        let detail = serde_json::json!({ "uses": uses });
+        self.act(p, "department.token", department, detail, async {
+            let spec = TokenSpec {
+                binding: TokenBinding::Department(department.to_owned()),
+                max_uses: uses,
+                lifetime_seconds: i64::try_from(self.config.invite_lifetime.as_secs())
+                    .unwrap_or(i64::MAX),
+                label: format!("bulk token for {department}"),
+            };
+            let (token, info) = self
+                .prov
+                .create_token(&spec, OffsetDateTime::now_utc())
+                .await?;
+            Ok((token.expose_secret().to_owned(), info.id))
+        })
+        .await
+    }
+
+    /// The user a current device belongs to (in the caller's organisation).
+    pub async fn device_owner(&self, p: &Principal, device: &str) -> Result<String> {
+        self.require(p, Permission::ReadDirectory).await?;
+        Ok(self.device_user(p, device).await?.1.user_id)
+    }
+
+    /// The effective restrictions of a user.
+    pub async fn effective_restrictions(
+        &self,
+        p: &Principal,
+        user_id: &str,
+    ) -> Result<kontor_managed_config::Restrictions> {
+        self.require(p, Permission::ReadDirectory).await?;
+        let row = self.user_row(p, user_id).await?;
+        self.effective_for(&p.org, &row).await
+    }
+
     /// Invites a user (creating them if new): an enrollment token bound to
     /// them, a ready managed configuration for iOS and Android, and a QR
     /// code.

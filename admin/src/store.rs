@@ -584,6 +584,18 @@ impl AdminStore {
         .await
     }
 
+    /// Renames a user of an organisation.
+    pub async fn rename_user(&self, org: &str, user_id: &str, display_name: &str) -> Result<bool> {
+        let (org, user_id, name) = (org.to_owned(), user_id.to_owned(), display_name.to_owned());
+        self.call(move |c| {
+            Ok(c.execute(
+                "UPDATE admin_users SET display_name = ?3 WHERE org = ?1 AND user_id = ?2",
+                [org, user_id, name],
+            )? > 0)
+        })
+        .await
+    }
+
     /// Erases a user's administrative records (not the audit trail).
     pub async fn erase_user(&self, org: &str, user_id: &str) -> Result<bool> {
         let (org, user_id) = (org.to_owned(), user_id.to_owned());

@@ -13,10 +13,20 @@
 //!   retries, backoff and idempotency keys.
 //! - [`clients`]: outbound HTTP clients for NanoMDM's command API and the
 //!   Android Management API.
+//! - [`store`]: which MDM device each enrollment token was made for, and
+//!   the commands sent to MDMs with their state (SQLite).
+//! - [`service`]: `Connector`, what an EMM asks for, through the
+//!   administration (authorised, scoped, audited) plus the MDM side.
+//! - [`payloads`]: the connector's use of the builders.
+//! - [`http`]: the EMM API router (API keys of `emm` integrations).
 
 pub mod android;
 pub mod apple;
 pub mod clients;
+pub mod http;
 pub mod outbox;
+pub mod payloads;
 pub mod results;
 pub mod scim;
+pub mod service;
+pub mod store;

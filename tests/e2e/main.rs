@@ -5,6 +5,7 @@ mod agent;
 mod archive;
 mod config_cli;
 mod crypto_cli;
+mod emm;
 mod relay_crash;
 mod serve;
 

@@ -473,6 +473,11 @@ async fn archivist() {
 }
 
 #[tokio::test]
+async fn emm_integration() {
+    run(Caller::Role(Role::Emm)).await;
+}
+
+#[tokio::test]
 async fn another_organisations_owner() {
     run(Caller::OtherOrganisation).await;
 }

@@ -1,0 +1,231 @@
+//! The EMM API: JSON over HTTPS on the admin listener, authenticated by an
+//! integration's API key (`Authorization: Bearer kak_…` of an account with
+//! the `emm` role; keys are stored hashed by the administration). SCIM 2.0
+//! under `/scim/v2`, webhooks from MDMs under `/emm/v1/webhooks`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use kontor_admin::directory::{RestrictionSettings, Scope};
+use kontor_admin::service::Principal;
+use kontor_provisioning::store as pstore;
+use kontor_relay::bus::Bus;
+use kontor_relay::store::RelayStore;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::service::{ConfigurationRequest, Connector, Error, Format, WipeRequest};
+
+/// The OpenAPI description of the EMM API.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+type App<P, S, B> = Arc<Connector<P, S, B>>;
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            Error::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
+            Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Error::Admin(e) => (e.status(), e.code()),
+            Error::Store(_) | Error::Payload(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            Error::Mdm(_) => (StatusCode::BAD_GATEWAY, "mdm"),
+        };
+        if status.is_server_error() {
+            tracing::error!(error = %self, "emm request failed");
+        }
+        (
+            status,
+            axum::Json(serde_json::json!({ "error": code, "message": self.to_string() })),
+        )
+            .into_response()
+    }
+}
+
+/// The EMM API router (no fallback: it is merged with the admin API's).
+pub fn router<P, S, B>(connector: App<P, S, B>) -> Router
+where
+    P: pstore::Store + Clone + 'static,
+    S: RelayStore,
+    B: Bus,
+{
+    Router::new()
+        .route("/emm/v1/openapi.json", get(openapi))
+        .route(
+            "/emm/v1/configurations",
+            post(Api::<P, S, B>::configuration),
+        )
+        .route(
+            "/emm/v1/configurations/bulk",
+            post(Api::<P, S, B>::bulk_configuration),
+        )
+        .route("/emm/v1/wipe", post(Api::<P, S, B>::wipe))
+        .route(
+            "/emm/v1/policy/{scope}/{id}",
+            put(Api::<P, S, B>::set_policy).delete(Api::<P, S, B>::clear_policy),
+        )
+        .route("/emm/v1/commands", get(Api::<P, S, B>::commands))
+        .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(connector)
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+async fn security_headers(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, Error> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let ct = content_type.trim();
+    if !(ct.starts_with("application/json") || ct.starts_with("application/scim+json")) {
+        return Err(Error::Invalid(
+            "content type must be application/json".into(),
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| Error::Invalid(format!("body: {e}")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Bulk {
+    department: String,
+    uses: u32,
+    format: Format,
+}
+
+struct Api<P, S, B>(std::marker::PhantomData<(P, S, B)>);
+
+impl<P, S, B> Api<P, S, B>
+where
+    P: pstore::Store + Clone + 'static,
+    S: RelayStore,
+    B: Bus,
+{
+    /// The integration calling: API keys only (no sessions, so no CSRF).
+    async fn who(c: &Connector<P, S, B>, headers: &HeaderMap) -> Result<Principal, Error> {
+        let key = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(Error::Admin(kontor_admin::Error::Unauthenticated(
+                "use Authorization: Bearer with the integration's API key",
+            )))?;
+        Ok(c.admin().api_key(key.trim()).await?)
+    }
+
+    async fn configuration(
+        State(c): State<App<P, S, B>>,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<Response, Error> {
+        let p = Self::who(&c, &headers).await?;
+        let req: ConfigurationRequest = json_body(&headers, &body)?;
+        Ok((
+            StatusCode::CREATED,
+            axum::Json(c.configuration(&p, &req).await?),
+        )
+            .into_response())
+    }
+
+    async fn bulk_configuration(
+        State(c): State<App<P, S, B>>,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<Response, Error> {
+        let p = Self::who(&c, &headers).await?;
+        let req: Bulk = json_body(&headers, &body)?;
+        Ok((
+            StatusCode::CREATED,
+            axum::Json(
+                c.bulk_configuration(&p, &req.department, req.uses, req.format)
+                    .await?,
+            ),
+        )
+            .into_response())
+    }
+
+    async fn wipe(
+        State(c): State<App<P, S, B>>,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<Response, Error> {
+        let p = Self::who(&c, &headers).await?;
+        let req: WipeRequest = json_body(&headers, &body)?;
+        let out = c.wipe(&p, &req).await?;
+        Ok((
+            StatusCode::ACCEPTED,
+            axum::Json(serde_json::json!({ "devices": out })),
+        )
+            .into_response())
+    }
+
+    fn scope(text: &str) -> Result<Scope, Error> {
+        Scope::parse(text).ok_or_else(|| {
+            Error::Invalid(format!(
+                "scope {text:?}: use org, department, group or user"
+            ))
+        })
+    }
+
+    async fn set_policy(
+        State(c): State<App<P, S, B>>,
+        headers: HeaderMap,
+        Path((scope, id)): Path<(String, String)>,
+        body: Bytes,
+    ) -> Result<Response, Error> {
+        let p = Self::who(&c, &headers).await?;
+        let settings: RestrictionSettings = json_body(&headers, &body)?;
+        Ok(axum::Json(
+            c.policy(&p, Self::scope(&scope)?, &id, Some(settings))
+                .await?,
+        )
+        .into_response())
+    }
+
+    async fn clear_policy(
+        State(c): State<App<P, S, B>>,
+        headers: HeaderMap,
+        Path((scope, id)): Path<(String, String)>,
+    ) -> Result<Response, Error> {
+        let p = Self::who(&c, &headers).await?;
+        Ok(axum::Json(c.policy(&p, Self::scope(&scope)?, &id, None).await?).into_response())
+    }
+
+    async fn commands(
+        State(c): State<App<P, S, B>>,
+        headers: HeaderMap,
+    ) -> Result<Response, Error> {
+        let p = Self::who(&c, &headers).await?;
+        Ok(axum::Json(serde_json::json!({ "commands": c.commands(&p).await? })).into_response())
+    }
+}
