@@ -79,6 +79,13 @@ pub fn new_secret() -> Zeroizing<String> {
     Zeroizing::new(hex::encode(&bytes[..]))
 }
 
+/// A new random id of `bytes` random bytes, as hex.
+pub fn new_id(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    fill_random(&mut b);
+    hex::encode(b)
+}
+
 /// The stored form of a session token or API-key secret.
 pub fn secret_hash(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()

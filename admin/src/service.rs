@@ -435,15 +435,14 @@ where
         detail: serde_json::Value,
     ) -> Result<Entry> {
         let audit = self.audit.clone();
+        // Names come from requests (a path segment, a login typed at
+        // sign-in): recorded as given, but made safe for the trail so bad
+        // input is refused as such and never fails the record.
         let entry = NewEntry {
             org: org.to_owned(),
-            actor: actor.to_owned(),
+            actor: trail_safe(actor),
             action: action.to_owned(),
-            target: if target.is_empty() {
-                "-".into()
-            } else {
-                target.to_owned()
-            },
+            target: trail_safe(target),
             outcome,
             detail,
         };
@@ -685,7 +684,7 @@ where
             .await
             .map_err(|e| Error::Store(e.to_string()))??;
         let account = Account {
-            id: hex::encode(&auth::new_secret().as_bytes()[..8]),
+            id: auth::new_id(8),
             org: p.org.clone(),
             login: login.to_owned(),
             role,
@@ -788,7 +787,7 @@ where
                 account.login
             )));
         }
-        let id = hex::encode(&auth::new_secret().as_bytes()[..8]);
+        let id = auth::new_id(8);
         let secret = auth::new_secret();
         let detail = serde_json::json!({ "key": id, "label": label });
         self.act(p, "api_key.create", &account.login, detail, async {
@@ -2115,7 +2114,7 @@ where
             .archive_key(&p.org)
             .await?
             .ok_or_else(|| Error::Conflict("no archive key set for the organisation".into()))?;
-        let id = hex::encode(&auth::new_secret().as_bytes()[..16]);
+        let id = auth::new_id(16);
         let detail = serde_json::json!({ "users": users, "from_ms": from_ms, "to_ms": to_ms });
         self.act(p, "archive.request", &id, detail, async {
             let payload = serde_json::json!({ "request": id, "from_ms": from_ms, "to_ms": to_ms, "archive_key": key });
@@ -2268,6 +2267,17 @@ where
     }
 }
 
+/// A name as the audit trail takes it: control characters replaced, at
+/// most 512 characters, never empty.
+fn trail_safe(text: &str) -> String {
+    let safe: String = text
+        .chars()
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .take(crate::audit::FIELD_CHARS_MAX)
+        .collect();
+    if safe.is_empty() { "-".into() } else { safe }
+}
+
 fn account_org(config: &AdminConfig, account: Option<&Account>) -> String {
     account.map_or_else(|| config.org_id.clone(), |a| a.org.clone())
 }
@@ -2325,7 +2335,7 @@ pub async fn create_owner(
         .map_err(|e| Error::Store(e.to_string()))??;
     store.ensure_org(org, org_name, now_ms()).await?;
     let account = Account {
-        id: hex::encode(&auth::new_secret().as_bytes()[..8]),
+        id: auth::new_id(8),
         org: org.to_owned(),
         login: login.to_owned(),
         role: Role::Owner,
