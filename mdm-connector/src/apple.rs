@@ -423,14 +423,24 @@ pub fn app_managed_declaration(
 }
 
 /// A configuration document and the `com.apple.asset.data` declaration that
-/// points at it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// points at it. `Debug` leaves the document out: it holds the enrollment
+/// token.
+#[derive(Clone, PartialEq, Eq)]
 pub struct ConfigAsset {
     /// The declaration, pretty JSON with a final newline.
     pub declaration: String,
     /// The XML plist the caller serves at the asset's `DataURL`, byte for
     /// byte: `Size` and `Hash-SHA-256` in the declaration are of these bytes.
     pub document: String,
+}
+
+impl std::fmt::Debug for ConfigAsset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigAsset")
+            .field("declaration", &self.declaration)
+            .field("document", &format_args!("[{} bytes]", self.document.len()))
+            .finish()
+    }
 }
 
 /// The data asset `id` for `policy`'s configuration, served at `data_url`;

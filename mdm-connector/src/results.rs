@@ -105,9 +105,6 @@ pub enum Error {
         /// The plist's value.
         device: String,
     },
-    /// A resource name in an Android notification is malformed.
-    #[error("{0}")]
-    Android(#[from] crate::android::Error),
 }
 
 /// The `Status` of an Apple command result.
@@ -171,12 +168,30 @@ pub struct ChainedError {
 /// One app's dictionary in a query's answer: its configuration
 /// (ManagedApplicationConfiguration) or the feedback it wrote
 /// (ManagedApplicationFeedback); `None` when the app has none.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// `Debug` prints the dictionary's keys only: a configuration holds the
+/// enrollment token, which must not reach a log line.
+#[derive(Clone, PartialEq)]
 pub struct AppDictionary {
     /// The app's bundle identifier.
     pub identifier: String,
     /// The dictionary.
     pub dictionary: Option<Dictionary>,
+}
+
+impl std::fmt::Debug for AppDictionary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppDictionary")
+            .field("identifier", &self.identifier)
+            .field(
+                "keys",
+                &self
+                    .dictionary
+                    .as_ref()
+                    .map(|d| d.keys().collect::<Vec<_>>()),
+            )
+            .finish()
+    }
 }
 
 /// A command-specific answer carried by a result.

@@ -440,6 +440,21 @@ fn config_asset_describes_its_document() {
     );
 }
 
+/// The document holds the enrollment token; `Debug` must not print it.
+#[test]
+fn config_asset_debug_leaves_the_secret_out() {
+    let policy = example_policy();
+    let token = policy
+        .enrollment_token
+        .as_ref()
+        .unwrap()
+        .expose()
+        .to_owned();
+    let asset = apple::app_config_asset(&asset_id(), &data_url(), &policy).unwrap();
+    assert!(asset.document.contains(&token));
+    assert!(!format!("{asset:?}").contains(&token));
+}
+
 #[test]
 fn app_managed_references_the_asset_the_chosen_way() {
     let legacy = json(

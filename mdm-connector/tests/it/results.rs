@@ -103,6 +103,12 @@ fn apple_managed_application_configuration_answer() {
         Some("https://kontor.example.org")
     );
     assert_eq!(config["pin_min_length"].as_signed_integer(), Some(8));
+    let debug = format!("{:?}", apps[0]);
+    assert!(debug.contains("server_url"), "{debug}");
+    assert!(
+        !debug.contains("https://kontor.example.org"),
+        "values stay out of Debug"
+    );
     assert_eq!(apps[1].identifier, "com.example.unconfigured");
     assert_eq!(apps[1].dictionary, None);
 }
