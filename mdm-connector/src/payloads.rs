@@ -1,15 +1,17 @@
-//! The few payloads the connector's service sends, built by the pure
-//! builders of [`crate::apple`] and [`crate::android`] (this module only
-//! adapts their inputs).
+//! The connector's use of the pure builders of [`crate::apple`] and
+//! [`crate::android`]: it turns the service's plain inputs into their
+//! checked types.
 
-use kontor_managed_config::{OrgId, Policy, Restrictions, ServerUrl, UserIdentity};
+use kontor_managed_config::{BundleId, OrgId, Policy, Restrictions, ServerUrl, UserIdentity};
+
+use crate::android::{self, DeviceName, PackageName};
+use crate::apple::{self, CommandUuid};
 
 /// Apple `RemoveApplication` for the app, as an XML plist command.
 pub fn remove_application(command_uuid: &str, bundle_id: &str) -> Result<String, String> {
-    let mut command = plist::Dictionary::new();
-    command.insert("RequestType".into(), "RemoveApplication".into());
-    command.insert("Identifier".into(), bundle_id.into());
-    wrap(command_uuid, command)
+    let uuid = CommandUuid::parse(command_uuid).map_err(|e| e.to_string())?;
+    let app = BundleId::parse(bundle_id).map_err(|e| e.to_string())?;
+    apple::remove_application(&uuid, &app).map_err(|e| e.to_string())
 }
 
 /// Apple `Settings` with an `ApplicationConfiguration` item carrying the
@@ -29,38 +31,15 @@ pub fn settings_restrictions(
     );
     policy.user_identity = Some(UserIdentity::parse(user).map_err(e)?);
     policy.restrictions = restrictions.clone();
-    let configuration = kontor_managed_config::apple::configuration(&policy).map_err(e)?;
-    let mut item = plist::Dictionary::new();
-    item.insert("Item".into(), "ApplicationConfiguration".into());
-    item.insert("Identifier".into(), bundle_id.into());
-    item.insert(
-        "Configuration".into(),
-        plist::Value::Dictionary(configuration),
-    );
-    let mut command = plist::Dictionary::new();
-    command.insert("RequestType".into(), "Settings".into());
-    command.insert(
-        "Settings".into(),
-        plist::Value::Array(vec![plist::Value::Dictionary(item)]),
-    );
-    wrap(command_uuid, command)
+    let uuid = CommandUuid::parse(command_uuid).map_err(|e| e.to_string())?;
+    let app = BundleId::parse(bundle_id).map_err(e)?;
+    apple::settings_app_configuration(&uuid, &app, Some(&policy)).map_err(|e| e.to_string())
 }
 
-fn wrap(command_uuid: &str, command: plist::Dictionary) -> Result<String, String> {
-    let mut top = plist::Dictionary::new();
-    top.insert("Command".into(), plist::Value::Dictionary(command));
-    top.insert("CommandUUID".into(), command_uuid.into());
-    let mut out = Vec::new();
-    plist::Value::Dictionary(top)
-        .to_writer_xml(&mut out)
-        .map_err(|e| e.to_string())?;
-    String::from_utf8(out).map_err(|e| e.to_string())
-}
-
-/// Android `devices.issueCommand` body clearing the app's data.
-pub fn clear_app_data(package: &str) -> Result<serde_json::Value, String> {
-    Ok(serde_json::json!({
-        "type": "CLEAR_APP_DATA",
-        "clearAppsDataParams": { "packageNames": [package] },
-    }))
+/// Android `devices.issueCommand` clearing the app's data: (path, body).
+pub fn clear_app_data(device: &str, package: &str) -> Result<(String, String), String> {
+    let device = DeviceName::parse(device).map_err(|e| e.to_string())?;
+    let package = PackageName::parse(package).map_err(|e| e.to_string())?;
+    let request = android::clear_app_data(&device, &[package]).map_err(|e| e.to_string())?;
+    Ok((request.path, request.body))
 }

@@ -56,12 +56,14 @@ pub trait MdmSide: Send + Sync + 'static {
         command_uuid: &'a str,
         plist: String,
     ) -> BoxFuture<'a, Result<(), String>>;
-    /// Queues an Android Management API `devices.issueCommand` body.
+    /// Queues an Android Management API request (`path` under `/v1/`,
+    /// JSON `body`) about a device.
     fn android_command<'a>(
         &'a self,
         device_name: &'a str,
         command_id: &'a str,
-        body: serde_json::Value,
+        path: String,
+        body: String,
     ) -> BoxFuture<'a, Result<(), String>>;
 }
 
@@ -545,9 +547,9 @@ where
                 .map_err(Error::Mdm)?;
             ("apple", "remove_application", enrollment.clone())
         } else if let Some(name) = &m.android_device {
-            let body = crate::payloads::clear_app_data(&self.config.android_package)
+            let (path, body) = crate::payloads::clear_app_data(name, &self.config.android_package)
                 .map_err(Error::Payload)?;
-            mdm.android_command(name, &command_id, body)
+            mdm.android_command(name, &command_id, path, body)
                 .await
                 .map_err(Error::Mdm)?;
             ("android", "clear_app_data", name.clone())
