@@ -69,6 +69,8 @@ where
             put(Api::<P, S, B>::set_policy).delete(Api::<P, S, B>::clear_policy),
         )
         .route("/emm/v1/commands", get(Api::<P, S, B>::commands))
+        .route("/emm/v1/webhooks/nanomdm", post(Api::<P, S, B>::nanomdm))
+        .route("/emm/v1/webhooks/android", post(Api::<P, S, B>::android))
         .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(connector)
@@ -219,6 +221,26 @@ where
     ) -> Result<Response, Error> {
         let p = Self::who(&c, &headers).await?;
         Ok(axum::Json(c.policy(&p, Self::scope(&scope)?, &id, None).await?).into_response())
+    }
+
+    async fn nanomdm(
+        State(c): State<App<P, S, B>>,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<Response, Error> {
+        let p = Self::who(&c, &headers).await?;
+        let correlated = c.nanomdm_event(&p, &body).await?;
+        Ok(axum::Json(serde_json::json!({ "correlated": correlated })).into_response())
+    }
+
+    async fn android(
+        State(c): State<App<P, S, B>>,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<Response, Error> {
+        let p = Self::who(&c, &headers).await?;
+        let correlated = c.android_event(&p, &body).await?;
+        Ok(axum::Json(serde_json::json!({ "correlated": correlated })).into_response())
     }
 
     async fn commands(

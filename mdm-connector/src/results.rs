@@ -360,7 +360,7 @@ pub fn nanomdm_webhook(json: &[u8]) -> Result<WebhookEvent, Error> {
 }
 
 /// `KeyedAppState.severity`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 pub enum Severity {
     /// `SEVERITY_UNSPECIFIED`, also what an absent severity means.
     #[default]

@@ -662,6 +662,131 @@ where
             .collect())
     }
 
+    /// A NanoMDM webhook event: a command result is matched to the command
+    /// we sent (by CommandUUID, within the integration's organisation) and
+    /// its state recorded; `false` when the event is not about one of ours.
+    pub async fn nanomdm_event(&self, p: &Principal, body: &[u8]) -> Result<bool> {
+        let event = crate::results::nanomdm_webhook(body)
+            .map_err(|e| Error::Invalid(format!("webhook: {e}")))?;
+        let Some(result) = event.result else {
+            return Ok(false);
+        };
+        let Some(uuid) = &result.command_uuid else {
+            return Ok(false);
+        };
+        let Some(command) = self.store.command(uuid).await? else {
+            return Ok(false);
+        };
+        if command.org != p.org || command.platform != "apple" {
+            return Ok(false);
+        }
+        let device = result
+            .udid
+            .clone()
+            .or(result.enrollment_id.clone())
+            .unwrap_or_default();
+        if device != command.mdm_target {
+            return Err(Error::Invalid(format!(
+                "webhook: command {uuid} was sent to another device than {device}"
+            )));
+        }
+        use crate::results::CommandStatus as St;
+        let status = match result.status {
+            St::Acknowledged => "acknowledged",
+            St::Error | St::CommandFormatError => "error",
+            St::NotNow => "not_now",
+            St::Idle => return Ok(false),
+        };
+        let errors: Vec<serde_json::Value> = result
+            .error_chain
+            .iter()
+            .map(|e| serde_json::json!({ "code": e.code, "domain": e.domain, "description": e.us_english_description.clone().or(e.localized_description.clone()) }))
+            .collect();
+        let detail = serde_json::json!({ "status": result.status.as_str(), "errors": errors, "event": event.event_id });
+        self.store
+            .set_command_status(uuid, status, &detail.to_string(), now_ms())
+            .await?;
+        let outcome = if status == "error" {
+            Outcome::Failed
+        } else {
+            Outcome::Done
+        };
+        self.record(
+            p,
+            &format!("mdm.{}", command.kind),
+            &command.mdm_target,
+            outcome,
+            detail,
+        )
+        .await?;
+        Ok(true)
+    }
+
+    /// An Android Management API notification (Pub/Sub push): a COMMAND
+    /// notification settles the latest command of its kind sent to that
+    /// device; status reports are recorded.
+    pub async fn android_event(&self, p: &Principal, body: &[u8]) -> Result<bool> {
+        use crate::results::Notification as N;
+        let push = crate::results::android_push(body)
+            .map_err(|e| Error::Invalid(format!("notification: {e}")))?;
+        match push.notification {
+            N::Command(op) => {
+                let device = op
+                    .name
+                    .split("/operations/")
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                let kind = match op.command_type.as_deref() {
+                    Some("CLEAR_APP_DATA") => "clear_app_data",
+                    _ => return Ok(false),
+                };
+                let pending = self.store.commands(&p.org).await?.into_iter().find(|c| {
+                    c.platform == "android"
+                        && c.kind == kind
+                        && c.mdm_target == device
+                        && matches!(c.status.as_str(), "queued" | "sent")
+                });
+                let Some(command) = pending else {
+                    return Ok(false);
+                };
+                if !op.done {
+                    return Ok(false);
+                }
+                let (status, outcome) = match (&op.error, &op.command_error_code) {
+                    (None, None) => ("acknowledged", Outcome::Done),
+                    _ => ("error", Outcome::Failed),
+                };
+                let detail = serde_json::json!({
+                    "operation": op.name, "error": op.error.as_ref().map(|e| e.message.clone()),
+                    "command_error": op.command_error_code, "results": op.clear_app_results,
+                });
+                self.store
+                    .set_command_status(&command.command_id, status, &detail.to_string(), now_ms())
+                    .await?;
+                self.record(p, "mdm.clear_app_data", &device, outcome, detail)
+                    .await?;
+                Ok(true)
+            }
+            N::StatusReport(device) | N::Enrollment(device) => {
+                let detail = serde_json::json!({
+                    "state": device.applied_state,
+                    "keyed_app_states": device.application_reports.iter().flat_map(|r| r.keyed_app_states.iter()).map(|k| serde_json::json!({ "key": k.key, "severity": k.severity, "message": k.message })).collect::<Vec<_>>(),
+                });
+                self.record(
+                    p,
+                    "mdm.android_status",
+                    device.name.as_str(),
+                    Outcome::Done,
+                    detail,
+                )
+                .await?;
+                Ok(true)
+            }
+            N::Other { .. } => Ok(false),
+        }
+    }
+
     /// The commands sent to MDMs, with their reported state.
     pub async fn commands(&self, p: &Principal) -> Result<Vec<MdmCommand>> {
         // Any integration of the organisation may read them.
