@@ -91,6 +91,25 @@ pub struct ServeArgs {
     /// FCM base URL.
     #[arg(long, default_value = "https://fcm.googleapis.com")]
     pub fcm_url: String,
+    /// NanoMDM's base URL, for Apple MDM commands (wipe: RemoveApplication;
+    /// policy: Settings).
+    #[arg(long, requires = "nanomdm_api_key_file")]
+    pub nanomdm_url: Option<String>,
+    /// File with NanoMDM's API key.
+    #[arg(long, requires = "nanomdm_url")]
+    pub nanomdm_api_key_file: Option<PathBuf>,
+    /// File with an OAuth access token for the Android Management API.
+    #[arg(long)]
+    pub amapi_token_file: Option<PathBuf>,
+    /// The Android Management API's base URL.
+    #[arg(long, default_value = "https://androidmanagement.googleapis.com")]
+    pub amapi_url: String,
+    /// Extra root certificate (PEM) for the MDM servers' TLS.
+    #[arg(long)]
+    pub mdm_ca_file: Option<PathBuf>,
+    /// Allow http:// MDM URLs (local test stand-ins only).
+    #[arg(long, hide = true)]
+    pub danger_mdm_plaintext_http: bool,
     /// Most simultaneous device connections.
     #[arg(long, default_value_t = 10_000)]
     pub connections_max: usize,
@@ -261,6 +280,74 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
 }
 
+type MdmSide = Option<Arc<dyn kontor_mdm_connector::service::MdmSide>>;
+
+/// The MDM side of the connector: NanoMDM and/or the Android Management
+/// API behind the persisted outbox, when configured.
+fn mdm_side(
+    args: &ServeArgs,
+    db: &Path,
+) -> anyhow::Result<(MdmSide, Option<kontor_mdm_connector::outbox::Deliverer>)> {
+    use kontor_mdm_connector::clients::{
+        AmapiClient, AmapiConfig, HttpConfig, NanoMdmClient, NanoMdmConfig, Secret, StaticToken,
+    };
+    use rustls_pki_types::pem::PemObject;
+    let http = |url: &str| -> anyhow::Result<HttpConfig> {
+        let mut config = HttpConfig::new(url.trim_end_matches('/'));
+        config.danger_plaintext_http = args.danger_mdm_plaintext_http;
+        if let Some(file) = &args.mdm_ca_file {
+            config.roots_der = CertificateDer::pem_file_iter(file)
+                .with_context(|| format!("cannot read {}", file.display()))?
+                .map(|c| c.map(|c| c.to_vec()))
+                .collect::<Result<_, _>>()
+                .with_context(|| format!("cannot read {}", file.display()))?;
+        }
+        Ok(config)
+    };
+    let read_secret = |file: &Path| -> anyhow::Result<Secret> {
+        Ok(Secret::new(
+            std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?
+                .trim()
+                .to_owned(),
+        ))
+    };
+    let nanomdm = match (&args.nanomdm_url, &args.nanomdm_api_key_file) {
+        (Some(url), Some(file)) => Some(
+            NanoMdmClient::new(NanoMdmConfig {
+                http: http(url)?,
+                api_key: read_secret(file)?,
+                target: "nanomdm".into(),
+            })
+            .context("cannot set up the NanoMDM client")?,
+        ),
+        _ => None,
+    };
+    let amapi = match &args.amapi_token_file {
+        Some(file) => Some(
+            AmapiClient::new(
+                AmapiConfig {
+                    http: http(&args.amapi_url)?,
+                    target: "amapi".into(),
+                },
+                Arc::new(StaticToken(read_secret(file)?)),
+            )
+            .context("cannot set up the Android Management API client")?,
+        ),
+        None => None,
+    };
+    if nanomdm.is_none() && amapi.is_none() {
+        return Ok((None, None));
+    }
+    let outbox = Arc::new(
+        kontor_mdm_connector::outbox::Outbox::open(db, Default::default())
+            .context("cannot open the MDM outbox")?,
+    );
+    let (side, deliverer) =
+        kontor_mdm_connector::mdm::OutboxMdm::new(outbox, nanomdm, amapi, Default::default());
+    Ok((Some(Arc::new(side)), Some(deliverer)))
+}
+
 fn pusher(args: &ServeArgs) -> anyhow::Result<Option<kontor_relay::push::Pusher>> {
     use kontor_relay::push::{ApnsConfig, FcmConfig, PushConfig, Pusher};
     use rustls_pki_types::pem::PemObject;
@@ -406,15 +493,29 @@ where
             format!("https://{}", args.enroll_listen),
         )));
     let device_app = kontor_relay::http::router(relay.clone());
+    let (mdm_side, deliverer) = mdm_side(args, admin_db)?;
     let connector = Arc::new(kontor_mdm_connector::service::Connector::new(
         admin.clone(),
         kontor_mdm_connector::store::ConnectorStore::open(admin_db)
             .context("cannot open the MDM connector's tables")?,
         kontor_mdm_connector::service::ConnectorConfig::default(),
-        None,
+        mdm_side,
     ));
-    let admin_app =
-        kontor_admin::http::router(admin).merge(kontor_mdm_connector::http::router(connector));
+    let scim = Arc::new(
+        kontor_mdm_connector::scim_service::Scim::open(
+            admin.clone(),
+            admin_db,
+            &format!(
+                "https://{}:{}/scim/v2",
+                args.server_names[0],
+                args.admin_listen.port()
+            ),
+        )
+        .context("cannot open the SCIM tables")?,
+    );
+    let admin_app = kontor_admin::http::router(admin)
+        .merge(kontor_mdm_connector::http::router(connector))
+        .merge(kontor_mdm_connector::http::scim_router(scim));
 
     let device_listener = tokio::net::TcpListener::bind(args.device_listen)
         .await
@@ -472,6 +573,10 @@ where
         args.connections_max,
         stopped(stop_rx.clone()),
     ));
+    let outbox = deliverer.map(|d| {
+        let stop = stopped(stop_rx.clone());
+        tokio::spawn(async move { d.run(stop).await })
+    });
     let expiry_relay = relay.clone();
     let expiry = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
@@ -489,5 +594,8 @@ where
     let _ = stop_tx.send(true);
     expiry.abort();
     let _ = tokio::join!(device, enroll, admin_server);
+    if let Some(outbox) = outbox {
+        let _ = outbox.await;
+    }
     Ok(())
 }

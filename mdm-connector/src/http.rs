@@ -251,3 +251,294 @@ where
         Ok(axum::Json(serde_json::json!({ "commands": c.commands(&p).await? })).into_response())
     }
 }
+
+type ScimApp<P, S, B> = Arc<crate::scim_service::Scim<P, S, B>>;
+
+fn scim_answer(status: StatusCode, body: serde_json::Value) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/scim+json"),
+    );
+    response
+}
+
+fn scim_error(e: crate::scim::ScimError) -> Response {
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+    scim_answer(status, e.to_json())
+}
+
+fn scim_result(
+    status: StatusCode,
+    r: Result<serde_json::Value, crate::scim::ScimError>,
+) -> Response {
+    match r {
+        Ok(v) => scim_answer(status, v),
+        Err(e) => scim_error(e),
+    }
+}
+
+/// The SCIM 2.0 router (`/scim/v2`), for directory sync from Entra ID,
+/// Okta and others; authenticated like the EMM API.
+pub fn scim_router<P, S, B>(scim: ScimApp<P, S, B>) -> Router
+where
+    P: pstore::Store + Clone + 'static,
+    S: RelayStore,
+    B: Bus,
+{
+    Router::new()
+        .route(
+            "/scim/v2/ServiceProviderConfig",
+            get(Scim::<P, S, B>::config),
+        )
+        .route(
+            "/scim/v2/Users",
+            get(Scim::<P, S, B>::list_users).post(Scim::<P, S, B>::create_user),
+        )
+        .route(
+            "/scim/v2/Users/{id}",
+            get(Scim::<P, S, B>::get_user)
+                .put(Scim::<P, S, B>::replace_user)
+                .patch(Scim::<P, S, B>::patch_user)
+                .delete(Scim::<P, S, B>::delete_user),
+        )
+        .route(
+            "/scim/v2/Groups",
+            get(Scim::<P, S, B>::list_groups).post(Scim::<P, S, B>::create_group),
+        )
+        .route(
+            "/scim/v2/Groups/{id}",
+            get(Scim::<P, S, B>::get_group)
+                .patch(Scim::<P, S, B>::patch_group)
+                .delete(Scim::<P, S, B>::delete_group),
+        )
+        .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(scim)
+}
+
+#[derive(Deserialize, Default)]
+struct ListQuery {
+    #[serde(default)]
+    filter: Option<String>,
+    #[serde(default, rename = "startIndex")]
+    start_index: Option<String>,
+    #[serde(default)]
+    count: Option<String>,
+    #[serde(default)]
+    attributes: Option<String>,
+    #[serde(default, rename = "excludedAttributes")]
+    excluded_attributes: Option<String>,
+}
+
+struct Scim<P, S, B>(std::marker::PhantomData<(P, S, B)>);
+
+impl<P, S, B> Scim<P, S, B>
+where
+    P: pstore::Store + Clone + 'static,
+    S: RelayStore,
+    B: Bus,
+{
+    async fn who(
+        s: &crate::scim_service::Scim<P, S, B>,
+        headers: &HeaderMap,
+    ) -> Result<Principal, Response> {
+        let key = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let unauthorised = |detail: String| {
+            scim_error(crate::scim::ScimError {
+                status: 401,
+                scim_type: None,
+                detail,
+            })
+        };
+        let Some(key) = key else {
+            return Err(unauthorised(
+                "use Authorization: Bearer with the integration's API key".into(),
+            ));
+        };
+        s.admin()
+            .api_key(key.trim())
+            .await
+            .map_err(|e| unauthorised(e.to_string()))
+    }
+
+    fn list_query(
+        raw: Option<String>,
+    ) -> Result<(Option<String>, crate::scim::Page), crate::scim::ScimError> {
+        let uri: axum::http::Uri = format!("/?{}", raw.unwrap_or_default())
+            .parse()
+            .map_err(|_| crate::scim::Error::InvalidSyntax("malformed query".into()))?;
+        let q = axum::extract::Query::<ListQuery>::try_from_uri(&uri)
+            .map_err(|e| crate::scim::Error::InvalidSyntax(e.body_text()))?
+            .0;
+        // Attribute selection is not supported: whole resources are returned.
+        let _ = (&q.attributes, &q.excluded_attributes);
+        let page = crate::scim::Page::from_query(q.start_index.as_deref(), q.count.as_deref())?;
+        Ok((q.filter, page))
+    }
+
+    async fn config() -> Response {
+        scim_answer(
+            StatusCode::OK,
+            crate::scim_service::service_provider_config(),
+        )
+    }
+
+    async fn list_users(
+        State(s): State<ScimApp<P, S, B>>,
+        headers: HeaderMap,
+        axum::extract::RawQuery(q): axum::extract::RawQuery,
+    ) -> Response {
+        let p = match Self::who(&s, &headers).await {
+            Ok(p) => p,
+            Err(r) => return r,
+        };
+        let (filter, page) = match Self::list_query(q) {
+            Ok(x) => x,
+            Err(e) => return scim_error(e),
+        };
+        scim_result(
+            StatusCode::OK,
+            s.list_users(&p, filter.as_deref(), page).await,
+        )
+    }
+
+    async fn create_user(
+        State(s): State<ScimApp<P, S, B>>,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Response {
+        let p = match Self::who(&s, &headers).await {
+            Ok(p) => p,
+            Err(r) => return r,
+        };
+        scim_result(StatusCode::CREATED, s.create_user(&p, &body).await)
+    }
+
+    async fn get_user(
+        State(s): State<ScimApp<P, S, B>>,
+        headers: HeaderMap,
+        Path(id): Path<String>,
+    ) -> Response {
+        let p = match Self::who(&s, &headers).await {
+            Ok(p) => p,
+            Err(r) => return r,
+        };
+        scim_result(StatusCode::OK, s.get_user(&p, &id).await)
+    }
+
+    async fn replace_user(
+        State(s): State<ScimApp<P, S, B>>,
+        headers: HeaderMap,
+        Path(id): Path<String>,
+        body: Bytes,
+    ) -> Response {
+        let p = match Self::who(&s, &headers).await {
+            Ok(p) => p,
+            Err(r) => return r,
+        };
+        scim_result(StatusCode::OK, s.replace_user(&p, &id, &body).await)
+    }
+
+    async fn patch_user(
+        State(s): State<ScimApp<P, S, B>>,
+        headers: HeaderMap,
+        Path(id): Path<String>,
+        body: Bytes,
+    ) -> Response {
+        let p = match Self::who(&s, &headers).await {
+            Ok(p) => p,
+            Err(r) => return r,
+        };
+        scim_result(StatusCode::OK, s.patch_user(&p, &id, &body).await)
+    }
+
+    async fn delete_user(
+        State(s): State<ScimApp<P, S, B>>,
+        headers: HeaderMap,
+        Path(id): Path<String>,
+    ) -> Response {
+        let p = match Self::who(&s, &headers).await {
+            Ok(p) => p,
+            Err(r) => return r,
+        };
+        match s.delete_user(&p, &id).await {
+            Ok(()) => StatusCode::NO_CONTENT.into_response(),
+            Err(e) => scim_error(e),
+        }
+    }
+
+    async fn list_groups(
+        State(s): State<ScimApp<P, S, B>>,
+        headers: HeaderMap,
+        axum::extract::RawQuery(q): axum::extract::RawQuery,
+    ) -> Response {
+        let p = match Self::who(&s, &headers).await {
+            Ok(p) => p,
+            Err(r) => return r,
+        };
+        let (filter, page) = match Self::list_query(q) {
+            Ok(x) => x,
+            Err(e) => return scim_error(e),
+        };
+        scim_result(
+            StatusCode::OK,
+            s.list_groups(&p, filter.as_deref(), page).await,
+        )
+    }
+
+    async fn create_group(
+        State(s): State<ScimApp<P, S, B>>,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Response {
+        let p = match Self::who(&s, &headers).await {
+            Ok(p) => p,
+            Err(r) => return r,
+        };
+        scim_result(StatusCode::CREATED, s.create_group(&p, &body).await)
+    }
+
+    async fn get_group(
+        State(s): State<ScimApp<P, S, B>>,
+        headers: HeaderMap,
+        Path(id): Path<String>,
+    ) -> Response {
+        let p = match Self::who(&s, &headers).await {
+            Ok(p) => p,
+            Err(r) => return r,
+        };
+        scim_result(StatusCode::OK, s.get_group(&p, &id).await)
+    }
+
+    async fn patch_group(
+        State(s): State<ScimApp<P, S, B>>,
+        headers: HeaderMap,
+        Path(id): Path<String>,
+        body: Bytes,
+    ) -> Response {
+        let p = match Self::who(&s, &headers).await {
+            Ok(p) => p,
+            Err(r) => return r,
+        };
+        scim_result(StatusCode::OK, s.patch_group(&p, &id, &body).await)
+    }
+
+    async fn delete_group(
+        State(s): State<ScimApp<P, S, B>>,
+        headers: HeaderMap,
+        Path(id): Path<String>,
+    ) -> Response {
+        let p = match Self::who(&s, &headers).await {
+            Ok(p) => p,
+            Err(r) => return r,
+        };
+        match s.delete_group(&p, &id).await {
+            Ok(()) => StatusCode::NO_CONTENT.into_response(),
+            Err(e) => scim_error(e),
+        }
+    }
+}

@@ -18,15 +18,19 @@
 //! - [`service`]: `Connector`, what an EMM asks for, through the
 //!   administration (authorised, scoped, audited) plus the MDM side.
 //! - [`payloads`]: the connector's use of the builders.
-//! - [`http`]: the EMM API router (API keys of `emm` integrations).
+//! - [`http`]: the EMM API and SCIM routers (API keys of `emm` integrations).
+//! - [`scim_service`]: SCIM users and groups on Kontor's users and departments.
+//! - [`mdm`]: the outbox-backed MDM side (NanoMDM, Android Management API).
 
 pub mod android;
 pub mod apple;
 pub mod clients;
 pub mod http;
+pub mod mdm;
 pub mod outbox;
 pub mod payloads;
 pub mod results;
 pub mod scim;
+pub mod scim_service;
 pub mod service;
 pub mod store;

@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 
 use kontor_relay::client::{Answer, DeviceClient};
 
-use crate::serve::{Server, root_der, start};
+use crate::serve::{Server, root_der};
 
 pub const OWNER_PASSWORD: &str = "Kontor-e2e owner password";
 
@@ -95,6 +95,11 @@ impl AdminSession {
 /// Creates the data directory and its owner `owner`, then starts the
 /// server.
 pub fn start_with_owner(data: &Path) -> Server {
+    start_with_owner_and(data, &[])
+}
+
+/// As [`start_with_owner`], with `extra` arguments for `kontor serve`.
+pub fn start_with_owner_and(data: &Path, extra: &[String]) -> Server {
     std::fs::create_dir_all(data).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_kontor"))
         .args([
@@ -111,7 +116,12 @@ pub fn start_with_owner(data: &Path) -> Server {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    start(data)
+    crate::serve::start_on(
+        data,
+        crate::serve::free_port(),
+        crate::serve::free_port(),
+        extra,
+    )
 }
 
 /// Invites `user` and enrolls an agent for them from the invitation's
