@@ -48,7 +48,7 @@ paths = {
   "/emm/v1/commands": {"get": op("Commands sent to MDMs and their reported state")},
   "/emm/v1/webhooks/nanomdm": {"post": op("NanoMDM webhook events (command results)", J(OBJ))},
   "/emm/v1/webhooks/android": {"post": op("Android Management API Pub/Sub push notifications", J(OBJ))},
-  "/scim/v2/ServiceProviderConfig": {"get": op("What this SCIM service supports", ct=SCIM)},
+  "/scim/v2/ServiceProviderConfig": {"get": op("What this SCIM service supports (public, RFC 7644 section 4)", ct=SCIM, security=False)},
   "/scim/v2/Users": {"get": op("Users, filtered (userName, externalId, id, displayName, emails eq; and)", query=[("filter", "string"), ("startIndex", "integer"), ("count", "integer")], ct=SCIM),
                      "post": op("Create a user", J(scim_user, SCIM), ok="201", ct=SCIM)},
   "/scim/v2/Users/{id}": {"get": op("A user", params=["id"], ct=SCIM),

@@ -453,6 +453,39 @@ async fn a_wipe_by_serial_reaches_nanomdm_and_its_result_confirms_it_and_scim_de
         .await;
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
 
+    // A policy change from the EMM: the relay enforces it, the device gets
+    // it, and NanoMDM gets the matching Settings command for the phone.
+    let a = emm
+        .call(
+            "PUT",
+            "/emm/v1/policy/user/fiona@acme.test",
+            Some(serde_json::json!({ "copy_paste": false })),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{:?}", a.json());
+    assert_eq!(
+        a.json()["mdm_commands"].as_array().unwrap().len(),
+        1,
+        "{:?}",
+        a.json()
+    );
+    for _ in 0..100 {
+        if !received.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let settings = received.lock().unwrap().remove(0);
+    assert_eq!(settings.1, "Settings");
+    let out = agent(&home, "482913", &["receive"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = agent(&home, "482913", &["copy", "--index", "0"]);
+    assert!(
+        !out.status.success() && text(&out).contains("`allow_copy_paste`"),
+        "{}",
+        text(&out)
+    );
+
     // The phone is lost: the EMM wipes it by serial number. NanoMDM gets
     // RemoveApplication for the phone's UDID; the device wipes itself.
     let a = emm
@@ -547,4 +580,57 @@ async fn a_wipe_by_serial_reaches_nanomdm_and_its_result_confirms_it_and_scim_de
             .status,
         404
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_emm_operation_is_served_and_refuses_callers_without_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let server = start_with_owner(&data);
+    let root = root_der(&data);
+    let client = DeviceClient::anonymous(
+        &format!("127.0.0.1:{}", server.admin_port),
+        "localhost",
+        &root,
+    )
+    .unwrap();
+    let doc: serde_json::Value =
+        serde_json::from_str(include_str!("../../mdm-connector/openapi.json")).unwrap();
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            let concrete = path
+                .replace("{scope}", "user")
+                .replace("{id}", "x@acme.test");
+            let a = client
+                .request_with(
+                    &method.to_uppercase(),
+                    &concrete,
+                    &[("content-type", "application/json")],
+                    b"{}".to_vec(),
+                )
+                .await
+                .unwrap();
+            operations += 1;
+            // Discovery is public (RFC 7644, section 4).
+            if path.ends_with("openapi.json") || path.ends_with("ServiceProviderConfig") {
+                assert_eq!(a.status, 200, "{method} {path}");
+                continue;
+            }
+            assert_eq!(
+                a.status,
+                401,
+                "{method} {path}: {}",
+                String::from_utf8_lossy(&a.body)
+            );
+            for h in [
+                "strict-transport-security",
+                "x-frame-options",
+                "content-security-policy",
+            ] {
+                assert!(a.headers.contains_key(h), "{method} {path} lacks {h}");
+            }
+        }
+    }
+    assert!(operations >= 18, "{operations}");
 }
