@@ -13,7 +13,7 @@ J = lambda schema: {"required": True, "content": {"application/json": {"schema":
 OBJ = {"type": "object"}
 
 NAME = {"type": "string", "minLength": 1, "maxLength": 200,
-        "pattern": "^[^\\s\\x00-\\x1f\\x7f](?:[^\\x00-\\x1f\\x7f]*[^\\s\\x00-\\x1f\\x7f])?$"}
+        "pattern": "^[^\\s\\x00-\\x1f\\x7f-\\x9f](?:[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f])?$"}
 USER = {"type": "string", "minLength": 3, "maxLength": 254, "pattern": "^[!-?A-~][!-?A-~]*@?[!-?A-~]*[!-?A-~]$"}
 PARAMS = {
     "user": USER,
@@ -101,7 +101,7 @@ paths = {
                                     "delete": op("Clear restrictions at a scope", "manage_policy", params=["scope", "id"])},
   "/v1/broadcasts": {"post": op("Send an administration message to every device or a department", "broadcast", J({"type": "object", "required": ["text"], "additionalProperties": False, "properties": {"text": {"type": "string", "minLength": 1, "maxLength": 4000, "pattern": "\\S"}, "department": {"oneOf": [NAME, {"type": "null"}]}}}), ok="202")},
   "/v1/audit": {"get": op("The audit trail, filtered; as JSON, JSON lines or syslog (RFC 5424)", "read_audit",
-                          query=[("actor", "string"), ("action", "string"), ("target", "string"), ("since", {"type": "string", "format": "date-time"}), ("until", {"type": "string", "format": "date-time"}), ("after_seq", {"type": "integer", "minimum": 0}), ("limit", {"type": "integer", "minimum": 1, "maximum": 10000}), ("format", {"enum": ["json", "jsonl", "syslog"]})])},
+                          query=[("actor", {"type": "string", "minLength": 1}), ("action", {"type": "string", "minLength": 1}), ("target", {"type": "string", "minLength": 1}), ("since", {"type": "string", "format": "date-time"}), ("until", {"type": "string", "format": "date-time"}), ("after_seq", {"type": "integer", "minimum": 0}), ("limit", {"type": "integer", "minimum": 1, "maximum": 10000}), ("format", {"enum": ["json", "jsonl", "syslog"]})])},
   "/v1/settings/archive-key": {"put": op("Set the organisation's archive public key (X25519, hex)", "manage_admins", J({"type": "object", "required": ["public_key"], "additionalProperties": False, "properties": {"public_key": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}}}), ok="204")},
   "/v1/archives": {"get": op("Archive requests", "archive"),
                    "post": op("Request an archive of users' chats for a time range", "archive", J({"type": "object", "required": ["users", "from_ms", "to_ms"], "additionalProperties": False, "properties": {"users": {"type": "array", "items": USER, "minItems": 1, "maxItems": 1000}, "from_ms": {"type": "integer", "minimum": 0}, "to_ms": {"type": "integer", "minimum": 1}}}), ok="202")},

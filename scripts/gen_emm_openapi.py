@@ -13,12 +13,15 @@ str_ = {"type": "string"}
 bool_ = {"type": "boolean"}
 J = lambda schema, ct="application/json": {"required": True, "content": {ct: {"schema": schema}}}
 
+SCIM_ERR = {"description": "refused", "content": {"application/scim+json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
 def op(summary, body=None, ok="200", params=(), query=(), ct="application/json", security=True):
+    err = SCIM_ERR if ct == "application/scim+json" or (body and "application/scim+json" in body.get("content", {})) else ERR
     o = {"summary": summary,
          "parameters": [{"name": p, "in": "path", "required": True, "schema": str_} for p in params]
                        + [{"name": q, "in": "query", "required": False, "schema": {"type": t}} for q, t in query],
          "responses": {ok: {"description": "done"} if ok == "204" else {"description": "done", "content": {ct: {"schema": OBJ}}},
-                       "400": ERR, "401": ERR, "403": ERR, "404": ERR, "409": ERR}}
+                       "400": err, "401": err, "403": err, "404": err, "409": err, "413": err, "415": err, "500": err}}
     if security:
         o["security"] = [{"apiKey": []}]
     if body is not None:
@@ -54,12 +57,12 @@ paths = {
   "/scim/v2/Users/{id}": {"get": op("A user", params=["id"], ct=SCIM),
                           "put": op("Replace a user", J(scim_user, SCIM), params=["id"], ct=SCIM),
                           "patch": op("Change a user (active=false blocks at once)", J(patch, SCIM), params=["id"], ct=SCIM),
-                          "delete": op("Delete a user (certificates revoked, data erased)", params=["id"], ok="204")},
+                          "delete": op("Delete a user (certificates revoked, data erased)", params=["id"], ok="204", ct=SCIM)},
   "/scim/v2/Groups": {"get": op("Groups (Kontor departments), filtered by displayName", query=[("filter", "string"), ("startIndex", "integer"), ("count", "integer")], ct=SCIM),
                       "post": op("Create a group (department)", J(scim_group, SCIM), ok="201", ct=SCIM)},
   "/scim/v2/Groups/{id}": {"get": op("A group", params=["id"], ct=SCIM),
                            "patch": op("Add or remove members (moves users into or out of the department)", J(patch, SCIM), params=["id"], ct=SCIM),
-                           "delete": op("Delete an empty group", params=["id"], ok="204")},
+                           "delete": op("Delete a group (its members leave it)", params=["id"], ok="204", ct=SCIM)},
 }
 doc = {"openapi": "3.1.0",
        "info": {"title": "Kontor EMM API", "version": "1",
