@@ -796,6 +796,7 @@ pub fn parse_filter(input: &str, kind: ResourceKind) -> Result<Filter> {
         if path.eq_ignore_ascii_case("not") {
             return Err(Error::InvalidFilter("'not' is not supported".into()));
         }
+        let attr = filter_attr(&path, kind)?;
         cursor.skip_ws();
         let op = cursor.word();
         if op.is_empty() {
@@ -810,10 +811,7 @@ pub fn parse_filter(input: &str, kind: ResourceKind) -> Result<Filter> {
         }
         cursor.skip_ws();
         let value = cursor.string_value()?;
-        comparisons.push(Comparison {
-            attr: filter_attr(&path, kind)?,
-            value,
-        });
+        comparisons.push(Comparison { attr, value });
         if comparisons.len() > FILTER_COMPARISONS_MAX {
             return Err(Error::InvalidFilter(format!(
                 "more than {FILTER_COMPARISONS_MAX} comparisons"

@@ -2,5 +2,8 @@
 #![allow(missing_docs)]
 
 mod apple_schema;
+mod clients;
+mod outbox;
 mod payloads;
 mod results;
+mod scim;
