@@ -122,6 +122,13 @@ doc = {
     "responses": {"Error": {"description": "refused", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
     "schemas": {"Error": {"type": "object", "required": ["error", "message"], "properties": {"error": str_, "message": str_}}}},
 }
+# The audit trail answers in the format asked for.
+paths["/v1/audit"]["get"]["responses"]["200"]["content"] = {
+    "application/json": {"schema": OBJ},
+    "application/x-ndjson": {"schema": {"type": "string"}},
+    "text/plain": {"schema": {"type": "string"}},
+}
+
 out = pathlib.Path(__file__).resolve().parent.parent / "admin" / "openapi.json"
 out.write_text(json.dumps(doc, indent=2) + "\n")
 print(f"wrote {out}")
