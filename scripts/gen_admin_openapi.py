@@ -82,6 +82,7 @@ paths = {
                                     "operation": {"type": "object", "required": ["action"], "properties": {"action": {"enum": ["block", "unblock", "move", "restrict", "invite", "wipe"]}, "department": {"type": ["string", "null"]}, "settings": settings}}}}))},
   "/v1/users/{user}": {"get": op("A user: devices, status, activity, effective restrictions", "read_directory", params=["user"]),
                        "delete": op("Remove a user: certificates revoked, queues dropped, data erased", "remove_user", params=["user"], ok="204")},
+  "/v1/users/{user}/export": {"get": op("Every personal datum held about a user (DSGVO Art. 15/20); audited", "remove_user", params=["user"])},
   "/v1/users/{user}/activity": {"get": op("Messages sent and received per day (counts only)", "read_directory", params=["user"])},
   "/v1/users/{user}/block": {"post": op("Block a user at once", "block", params=["user"], ok="204")},
   "/v1/users/{user}/unblock": {"post": op("Unblock a user", "block", params=["user"], ok="204")},

@@ -33,11 +33,33 @@ pub enum AdminCommand {
         #[arg(long)]
         scale_out: bool,
     },
+    /// Print every personal datum the server holds about a user as JSON
+    /// (DSGVO Art. 15 and 20), through the admin API with the API key in
+    /// KONTOR_API_KEY.
+    ExportUser {
+        /// The user.
+        #[arg(long)]
+        user: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+/// Where a running server's admin API is.
+#[derive(Debug, clap::Args)]
+pub struct Remote {
+    /// The admin API's address (host:port).
+    #[arg(long, default_value = "localhost:8445")]
+    pub server: String,
+    /// The organisation's root CA (PEM), to check the server.
+    #[arg(long, default_value = "kontor-data/root.pem")]
+    pub ca: PathBuf,
 }
 
 /// Runs a `kontor admin` command.
 pub fn run(cmd: AdminCommand) -> anyhow::Result<ExitCode> {
     match cmd {
+        AdminCommand::ExportUser { user, remote } => export_user(&user, &remote),
         AdminCommand::CreateOwner {
             data_dir,
             login,
@@ -81,4 +103,45 @@ pub fn run(cmd: AdminCommand) -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+fn export_user(user: &str, remote: &Remote) -> anyhow::Result<ExitCode> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let key = Zeroizing::new(
+        std::env::var("KONTOR_API_KEY").context("set KONTOR_API_KEY to an admin API key")?,
+    );
+    let root = CertificateDer::from_pem_file(&remote.ca)
+        .with_context(|| format!("cannot read the root CA {}", remote.ca.display()))?;
+    let host = remote
+        .server
+        .rsplit_once(':')
+        .map(|(h, _)| h)
+        .context("--server must be host:port")?;
+    let address = remote.server.replace("localhost:", "127.0.0.1:");
+    if user.is_empty() || user.contains(['/', '?', '#', '%']) {
+        bail!("--user {user:?} is not a user id");
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let client = kontor_relay::client::DeviceClient::anonymous(&address, host, &root)
+            .context("cannot set up TLS to the server")?;
+        let auth = format!("Bearer {}", key.as_str());
+        let answer = client
+            .request_with(
+                "GET",
+                &format!("/v1/users/{user}/export"),
+                &[("authorization", auth.as_str())],
+                Vec::new(),
+            )
+            .await
+            .with_context(|| format!("cannot reach {}", remote.server))?;
+        if answer.status != 200 {
+            bail!("the server refused: {}", answer.code());
+        }
+        println!("{}", serde_json::to_string_pretty(&answer.json())?);
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
 }

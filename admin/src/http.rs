@@ -73,6 +73,7 @@ where
             get(Api::<P, S, B>::user).delete(Api::<P, S, B>::remove_user),
         )
         .route("/v1/users/{id}/activity", get(Api::<P, S, B>::activity))
+        .route("/v1/users/{id}/export", get(Api::<P, S, B>::export_user))
         .route("/v1/users/{id}/block", post(Api::<P, S, B>::block))
         .route("/v1/users/{id}/unblock", post(Api::<P, S, B>::unblock))
         .route("/v1/users/{id}/department", put(Api::<P, S, B>::move_user))
@@ -576,6 +577,16 @@ where
     ) -> Result<Response> {
         let p = Self::who(&admin, &headers, &method).await?;
         Ok(ok(admin.activity(&p, &id).await?))
+    }
+
+    async fn export_user(
+        State(admin): State<App<P, S, B>>,
+        method: Method,
+        headers: HeaderMap,
+        Path(id): Path<String>,
+    ) -> Result<Response> {
+        let p = Self::who(&admin, &headers, &method).await?;
+        Ok(ok(admin.export_user(&p, &id).await?))
     }
 
     async fn block(

@@ -946,6 +946,114 @@ where
         }))
     }
 
+    /// Every personal datum Kontor's server holds about a user, as JSON
+    /// (DSGVO Art. 15 and 20): the directory entry, every device and
+    /// certificate ever issued, device state, group memberships, activity
+    /// counts, wipes, archive requests naming them, and the audit entries
+    /// where they are actor or target. Message content is not there: the
+    /// server never holds it. The export itself is audited.
+    pub async fn export_user(&self, p: &Principal, user_id: &str) -> Result<serde_json::Value> {
+        self.require(p, Permission::RemoveUser).await?;
+        let row = self.user_row(p, user_id).await?;
+        self.write_audit(
+            &p.org,
+            &p.login,
+            "user.export",
+            user_id,
+            Outcome::Done,
+            serde_json::json!({}),
+        )
+        .await?;
+        let mut certificates = Vec::new();
+        let mut devices = Vec::new();
+        for cert in self.prov.store().certificates_of_user(user_id).await? {
+            certificates.push(serde_json::json!({
+                "serial": cert.serial.to_string(), "device_id": cert.device_id.to_string(),
+                "platform": cert.platform, "device_name": cert.device_name,
+                "issued_at": cert.issued_at, "not_before": cert.not_before, "not_after": cert.not_after,
+                "identity_key": hex::encode(cert.identity_key), "token_id": cert.token_id,
+                "revoked": self.prov.deny_list().contains(&cert.serial),
+            }));
+            if let Some(state) = self.relay.store().device_state(cert.device_id).await? {
+                let push = match &state.push {
+                    Some(kontor_relay::store::PushTarget::Apns(_)) => Some("apns"),
+                    Some(kontor_relay::store::PushTarget::Fcm(_)) => Some("fcm"),
+                    None => None,
+                };
+                devices.push(serde_json::json!({
+                    "device_id": cert.device_id.to_string(), "last_seen_ms": state.last_seen_ms,
+                    "wiped_at_ms": state.wiped_at_ms, "push_service": push,
+                }));
+            }
+        }
+        let groups: Vec<serde_json::Value> = self
+            .relay
+            .store()
+            .groups_of_user(user_id)
+            .await?
+            .into_iter()
+            .map(|g| serde_json::json!({ "group": hex::encode(g.id), "name": g.name, "members": g.members.len() }))
+            .collect();
+        let activity: Vec<serde_json::Value> = self
+            .store
+            .activity(user_id)
+            .await?
+            .into_iter()
+            .map(|(day, sent, received)| serde_json::json!({ "day": day, "sent": sent, "received": received }))
+            .collect();
+        let wipes: Vec<serde_json::Value> = self
+            .store
+            .wipes(&p.org)
+            .await?
+            .into_iter()
+            .filter(|w| w.user_id == user_id)
+            .map(|w| serde_json::json!({ "device": w.device, "requested_by": w.requested_by, "requested_at_ms": w.requested_at_ms }))
+            .collect();
+        let mut archives = Vec::new();
+        for id in self.store.archive_ids(&p.org).await? {
+            if let Some((a, _)) = self.store.archive(&p.org, &id).await?
+                && a.users.iter().any(|u| u == user_id)
+            {
+                archives.push(serde_json::json!({ "id": a.id, "from_ms": a.from_ms, "to_ms": a.to_ms, "requested_by": a.requested_by }));
+            }
+        }
+        let mut audit = Vec::new();
+        for by in ["actor", "target"] {
+            let filter = Filter {
+                org: Some(p.org.clone()),
+                actor: (by == "actor").then(|| user_id.to_owned()),
+                target: (by == "target").then(|| user_id.to_owned()),
+                limit: crate::audit::QUERY_LIMIT_MAX,
+                ..Filter::default()
+            };
+            let log = self.audit.clone();
+            let entries = tokio::task::spawn_blocking(move || log.query(&filter))
+                .await
+                .map_err(|e| Error::Audit(e.to_string()))??;
+            audit.extend(
+                entries
+                    .into_iter()
+                    .map(|e| serde_json::to_value(e).unwrap_or_default()),
+            );
+        }
+        let restrictions = self.effective_for(&p.org, &row).await?;
+        Ok(serde_json::json!({
+            "user": {
+                "user_id": row.user_id, "display_name": row.display_name, "department": row.department,
+                "status": row.status, "created_at_ms": row.created_at_ms, "organisation": row.org,
+            },
+            "effective_restrictions": directory::restriction_keys(&restrictions),
+            "certificates": certificates,
+            "devices": devices,
+            "groups": groups,
+            "activity": activity,
+            "wipes": wipes,
+            "archive_requests": archives,
+            "audit_entries": audit,
+            "not_held": "message and file contents (end-to-end encrypted; the server has no keys), contacts, phone numbers",
+        }))
+    }
+
     /// A user's message counts per day.
     pub async fn activity(&self, p: &Principal, user_id: &str) -> Result<serde_json::Value> {
         self.require(p, Permission::ReadDirectory).await?;

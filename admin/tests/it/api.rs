@@ -900,3 +900,57 @@ async fn a_user_enrolled_with_an_emm_token_joins_the_directory_and_every_enrollm
         .collect();
     assert_eq!(refused.len(), 1, "{refused:?}");
 }
+
+#[tokio::test]
+async fn a_users_data_export_holds_their_records_and_no_secrets() {
+    let h = Harness::new().await;
+    let owner = h.sign_in("owner").await;
+    let a = h
+        .json(
+            "POST",
+            "/v1/users",
+            &owner,
+            serde_json::json!({"user_id": "anna@acme.test", "display_name": "Anna"}),
+        )
+        .await;
+    let token = a.json["token"].as_str().unwrap().to_owned();
+    let device = h.enroll_with(&token, "anna@acme.test").await.unwrap();
+    h.call(
+        "POST",
+        &format!("/v1/devices/{}/wipe", device.device_id),
+        &owner,
+        None,
+    )
+    .await;
+    let export = h
+        .call("GET", "/v1/users/anna@acme.test/export", &owner, None)
+        .await;
+    assert_eq!(export.status, StatusCode::OK, "{}", export.json);
+    let j = &export.json;
+    assert_eq!(j["user"]["display_name"], "Anna");
+    assert_eq!(j["certificates"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        j["certificates"][0]["device_id"],
+        device.device_id.to_string()
+    );
+    assert_eq!(j["wipes"].as_array().unwrap().len(), 1);
+    assert!(
+        j["audit_entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "user.invite")
+    );
+    let text = String::from_utf8_lossy(&export.body);
+    assert!(
+        !text.contains(&token),
+        "the export shows the enrollment token"
+    );
+    assert_eq!(h.audited("user.export").len(), 1);
+    assert_eq!(
+        h.call("GET", "/v1/users/nobody@acme.test/export", &owner, None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}

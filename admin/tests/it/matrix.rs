@@ -122,6 +122,13 @@ fn endpoints(tag: &str, device: &str, account: &str, key_id: &str, archive: &str
             true,
         ),
         e(
+            "GET",
+            format!("/v1/users/{anna}/export"),
+            None,
+            Some(P::RemoveUser),
+            true,
+        ),
+        e(
             "POST",
             format!("/v1/users/{anna}/block"),
             None,
