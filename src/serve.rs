@@ -486,12 +486,13 @@ where
             }
         }
     });
-    let enroll_app =
-        kontor_relay::http::with_hsts(kontor_provisioning::http::router(AppState::new(
+    let enroll_app = kontor_admin::http::with_security_headers(kontor_provisioning::http::router(
+        AppState::new(
             service.clone(),
             args.admin_key.as_deref(),
             format!("https://{}", args.enroll_listen),
-        )));
+        ),
+    ));
     let device_app = kontor_relay::http::router(relay.clone());
     let (mdm_side, deliverer) = mdm_side(args, admin_db)?;
     let connector = Arc::new(kontor_mdm_connector::service::Connector::new(

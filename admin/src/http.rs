@@ -125,6 +125,14 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
+/// Adds the security headers of the admin API (HSTS, a strict CSP,
+/// X-Frame-Options, Referrer-Policy, nosniff, no-store) to every answer of
+/// `router`: for the other HTTPS listeners that answer without client
+/// certificates (enrollment).
+pub fn with_security_headers(router: Router) -> Router {
+    router.layer(axum::middleware::map_response(security_headers))
+}
+
 /// Headers every admin answer carries.
 async fn security_headers(mut response: Response) -> Response {
     let h = response.headers_mut();

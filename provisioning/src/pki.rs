@@ -628,6 +628,11 @@ impl Pki {
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        // Clients (and TLS scanners) can check the server certificate's
+        // revocation too.
+        params.crl_distribution_points = vec![CrlDistributionPoint {
+            uris: vec![self.config.crl_url(ca.generation)],
+        }];
         params.use_authority_key_identifier_extension = true;
         params.key_identifier_method = KeyIdMethod::Sha256;
         let cert = params.signed_by(&key, &ca.issuer)?;

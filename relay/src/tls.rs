@@ -65,6 +65,8 @@ pub fn server_config(material: TlsMaterial, deny: DenyList) -> Result<Arc<Server
         .with_single_cert(material.server_chain, material.server_key)
         .map_err(|e| Error::Tls(format!("server certificate: {e}")))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // Our order of suites (ring's, strongest first), not the client's.
+    config.ignore_client_order = true;
     // No session resumption: a resumed session skips the client certificate
     // check, and a device revoked since its last full handshake must be
     // refused at the next one.
@@ -86,6 +88,7 @@ pub fn server_config_without_client_auth(
         .with_single_cert(server_chain, server_key)
         .map_err(|e| Error::Tls(format!("server certificate: {e}")))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.ignore_client_order = true;
     Ok(Arc::new(config))
 }
 
