@@ -514,6 +514,7 @@ where
         )
         .context("cannot open the SCIM tables")?,
     );
+    let admin_for_expiry = admin.clone();
     let admin_app = kontor_admin::http::router(admin)
         .merge(kontor_mdm_connector::http::router(connector))
         .merge(kontor_mdm_connector::http::scim_router(scim));
@@ -579,12 +580,17 @@ where
         tokio::spawn(async move { d.run(stop).await })
     });
     let expiry_relay = relay.clone();
+    let expiry_admin = admin_for_expiry;
     let expiry = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
             tick.tick().await;
             if let Err(e) = expiry_relay.expire().await {
                 tracing::warn!(error = %e, "expiry run failed");
+            }
+            let now_ms = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+            if let Err(e) = expiry_admin.expire(now_ms).await {
+                tracing::warn!(error = %e, "retention run failed");
             }
         }
     });

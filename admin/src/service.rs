@@ -49,6 +49,10 @@ pub struct AdminConfig {
     pub invite_lifetime: Duration,
     /// Failed sign-ins per account or address before a pause.
     pub login_failures_max: u32,
+    /// Activity counts are kept this long (data minimisation).
+    pub activity_retention: Duration,
+    /// Archive requests and their sealed parts are kept this long.
+    pub archive_retention: Duration,
     /// The pause.
     pub login_window: Duration,
     /// Most lines in one CSV import.
@@ -66,6 +70,8 @@ impl AdminConfig {
             session_absolute: Duration::from_secs(8 * 3600),
             invite_lifetime: Duration::from_secs(14 * 24 * 3600),
             login_failures_max: 5,
+            activity_retention: Duration::from_secs(400 * 24 * 3600),
+            archive_retention: Duration::from_secs(90 * 24 * 3600),
             login_window: Duration::from_secs(15 * 60),
             import_rows_max: 10_000,
         }
@@ -277,6 +283,30 @@ where
     /// The configuration.
     pub fn config(&self) -> &AdminConfig {
         &self.config
+    }
+
+    /// Drops what its retention period has passed (activity counts, archives),
+    /// recording the run in the audit trail when it dropped anything.
+    pub async fn expire(&self, now_ms: i64) -> Result<(usize, usize)> {
+        let before_day = day_of(now_ms - ms(self.config.activity_retention));
+        let archives_before = now_ms - ms(self.config.archive_retention);
+        let (counts, archives) = self
+            .store
+            .expire(before_day.clone(), archives_before)
+            .await?;
+        if counts + archives > 0 {
+            let detail = serde_json::json!({ "activity_days_before": before_day, "activity_rows": counts, "archives": archives });
+            self.write_audit(
+                &self.config.org_id,
+                "system",
+                "retention.expire",
+                "-",
+                Outcome::Done,
+                detail,
+            )
+            .await?;
+        }
+        Ok((counts, archives))
     }
 
     /// Writes the policy's events: refusals to the audit trail, message

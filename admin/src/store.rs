@@ -825,6 +825,32 @@ impl AdminStore {
         .await
     }
 
+    /// Drops activity counts of days before `before_day` (`YYYY-MM-DD`)
+    /// and archive parts and requests created before `before_ms`; returns
+    /// (count rows, archive requests) dropped.
+    pub async fn expire(
+        &self,
+        before_day: String,
+        archives_before_ms: i64,
+    ) -> Result<(usize, usize)> {
+        self.call(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let counts = tx.execute("DELETE FROM admin_activity WHERE day < ?1", [&before_day])?;
+            tx.execute(
+                "DELETE FROM admin_archive_parts WHERE archive IN (SELECT id FROM admin_archives WHERE created_at_ms < ?1)",
+                [archives_before_ms],
+            )?;
+            tx.execute(
+                "DELETE FROM admin_archive_devices WHERE archive IN (SELECT id FROM admin_archives WHERE created_at_ms < ?1)",
+                [archives_before_ms],
+            )?;
+            let archives = tx.execute("DELETE FROM admin_archives WHERE created_at_ms < ?1", [archives_before_ms])?;
+            tx.commit()?;
+            Ok((counts, archives))
+        })
+        .await
+    }
+
     /// A user's counts per day, oldest first: (day, sent, received).
     pub async fn activity(&self, user_id: &str) -> Result<Vec<(String, i64, i64)>> {
         let user_id = user_id.to_owned();

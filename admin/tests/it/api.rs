@@ -954,3 +954,60 @@ async fn a_users_data_export_holds_their_records_and_no_secrets() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn retention_drops_old_activity_counts_and_archives_and_records_it() {
+    let h = Harness::new().await;
+    let owner = h.sign_in("owner").await;
+    h.json(
+        "POST",
+        "/v1/users",
+        &owner,
+        serde_json::json!({"user_id": "anna@acme.test"}),
+    )
+    .await;
+    h.admin
+        .store()
+        .add_activity("2020-01-01".into(), vec![("anna@acme.test".into(), 3, 4)])
+        .await
+        .unwrap();
+    h.admin
+        .store()
+        .add_activity("2999-01-01".into(), vec![("anna@acme.test".into(), 1, 1)])
+        .await
+        .unwrap();
+    h.json(
+        "PUT",
+        "/v1/settings/archive-key",
+        &owner,
+        serde_json::json!({"public_key": "33".repeat(32)}),
+    )
+    .await;
+    let a = h
+        .json(
+            "POST",
+            "/v1/archives",
+            &owner,
+            serde_json::json!({"users": ["anna@acme.test"], "from_ms": 0, "to_ms": 1}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.json);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // Nothing is due yet for the archive; the 2020 counts are.
+    assert_eq!(h.admin.expire(now).await.unwrap(), (1, 0));
+    let days = h
+        .call("GET", "/v1/users/anna@acme.test/activity", &owner, None)
+        .await
+        .json;
+    assert_eq!(days["days"].as_array().unwrap().len(), 1);
+    // A year later the archive is gone too.
+    assert_eq!(h.admin.expire(now + 365 * 86_400_000).await.unwrap().1, 1);
+    assert_eq!(
+        h.call("GET", "/v1/archives", &owner, None).await.json["archives"],
+        serde_json::json!([])
+    );
+    assert_eq!(h.audited("retention.expire").len(), 2);
+}
