@@ -230,6 +230,9 @@ pub struct Admin<P, S, B> {
     audit: AuditLog,
     policy: Arc<DirectoryPolicy>,
     limiter: LoginLimiter,
+    /// Bounds concurrent argon2 runs (19 MiB each), so a burst of sign-ins
+    /// cannot exhaust memory.
+    hashing: tokio::sync::Semaphore,
     config: AdminConfig,
 }
 
@@ -269,6 +272,7 @@ where
             audit,
             policy,
             limiter,
+            hashing: tokio::sync::Semaphore::new(4),
             config,
         };
         admin.refresh_policy().await?;
@@ -562,6 +566,11 @@ where
                 |a| a.password_hash.clone(),
             );
             let password = zeroize::Zeroizing::new(password.to_owned());
+            let _permit = self
+                .hashing
+                .acquire()
+                .await
+                .map_err(|_| Error::Store("password hashing stopped".into()))?;
             tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
                 .await
                 .unwrap_or(false)
@@ -710,9 +719,16 @@ where
         directory::check_name("login", login)?;
         auth::check_password(password)?;
         let password = zeroize::Zeroizing::new(password.to_owned());
-        let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
-            .await
-            .map_err(|e| Error::Store(e.to_string()))??;
+        let hash = {
+            let _permit = self
+                .hashing
+                .acquire()
+                .await
+                .map_err(|_| Error::Store("password hashing stopped".into()))?;
+            tokio::task::spawn_blocking(move || auth::hash_password(&password))
+                .await
+                .map_err(|e| Error::Store(e.to_string()))??
+        };
         let account = Account {
             id: auth::new_id(8),
             org: p.org.clone(),
