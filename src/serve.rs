@@ -453,7 +453,7 @@ where
         .merge(wipe_router(relay.clone(), args.admin_key.as_deref())),
     );
     let device_app = kontor_relay::http::router(relay.clone());
-    let admin_app = kontor_admin::http::router(admin);
+    let admin_app = kontor_admin::http::router(admin.clone()).merge(kontor_portal::router(admin));
 
     let device_listener = tokio::net::TcpListener::bind(args.device_listen)
         .await
