@@ -5,6 +5,7 @@ mod agent;
 mod archive;
 mod config_cli;
 mod crypto_cli;
+mod portal;
 mod relay_crash;
 mod serve;
 

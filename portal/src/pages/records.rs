@@ -181,8 +181,8 @@ where
                         th scope="col" { (ctx.t("wipes.state")) }
                         th scope="col" { (ctx.t("wipes.requested_by")) }
                         th scope="col" { (ctx.t("wipes.requested_at")) }
-                        th scope="col" { (ctx.t("state.delivered")) }
-                        th scope="col" { (ctx.t("state.confirmed")) }
+                        th scope="col" { (ctx.t("wipes.delivered_at")) }
+                        th scope="col" { (ctx.t("wipes.confirmed_at")) }
                     } }
                     tbody {
                         @for w in &wipes {

@@ -413,7 +413,7 @@ async fn a_csv_upload_reports_every_line_and_a_bulk_block_is_previewed_before_it
         .await;
     assert_eq!(report.status, StatusCode::OK, "{}", report.body);
     assert!(
-        report.body.contains("2 users imported, 2 lines refused."),
+        report.body.contains("Imported 2 users; refused lines: 2."),
         "{}",
         report.body
     );
@@ -527,7 +527,7 @@ async fn the_barrier_matrix_saves_only_what_changed_and_the_trail_shows_it() {
         .await;
     assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
     let page = b.get(saved.location()).await;
-    assert!(page.body.contains("Saved: 1 changes."), "{}", page.body);
+    assert!(page.body.contains("Changes saved: 1."), "{}", page.body);
     let trail = b.get("/portal/audit?action=barrier.put").await;
     assert!(trail.body.contains("hr|sales"), "{}", trail.body);
     assert!(
