@@ -515,7 +515,8 @@ where
         .context("cannot open the SCIM tables")?,
     );
     let admin_for_expiry = admin.clone();
-    let admin_app = kontor_admin::http::router(admin)
+    let admin_app = kontor_admin::http::router(admin.clone())
+        .merge(kontor_portal::router(admin))
         .merge(kontor_mdm_connector::http::router(connector))
         .merge(kontor_mdm_connector::http::scim_router(scim));
 

@@ -6,6 +6,7 @@ mod archive;
 mod config_cli;
 mod crypto_cli;
 mod emm;
+mod portal;
 mod relay_crash;
 mod serve;
 
