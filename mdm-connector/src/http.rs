@@ -53,54 +53,33 @@ where
     S: RelayStore,
     B: Bus,
 {
-    Router::new()
-        .route("/emm/v1/openapi.json", get(openapi))
-        .route(
-            "/emm/v1/configurations",
-            post(Api::<P, S, B>::configuration),
-        )
-        .route(
-            "/emm/v1/configurations/bulk",
-            post(Api::<P, S, B>::bulk_configuration),
-        )
-        .route("/emm/v1/wipe", post(Api::<P, S, B>::wipe))
-        .route(
-            "/emm/v1/policy/{scope}/{id}",
-            put(Api::<P, S, B>::set_policy).delete(Api::<P, S, B>::clear_policy),
-        )
-        .route("/emm/v1/commands", get(Api::<P, S, B>::commands))
-        .route("/emm/v1/webhooks/nanomdm", post(Api::<P, S, B>::nanomdm))
-        .route("/emm/v1/webhooks/android", post(Api::<P, S, B>::android))
-        .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
-        .layer(axum::middleware::map_response(security_headers))
-        .with_state(connector)
+    // The admin API's security headers on every answer.
+    kontor_admin::http::with_security_headers(
+        Router::new()
+            .route("/emm/v1/openapi.json", get(openapi))
+            .route(
+                "/emm/v1/configurations",
+                post(Api::<P, S, B>::configuration),
+            )
+            .route(
+                "/emm/v1/configurations/bulk",
+                post(Api::<P, S, B>::bulk_configuration),
+            )
+            .route("/emm/v1/wipe", post(Api::<P, S, B>::wipe))
+            .route(
+                "/emm/v1/policy/{scope}/{id}",
+                put(Api::<P, S, B>::set_policy).delete(Api::<P, S, B>::clear_policy),
+            )
+            .route("/emm/v1/commands", get(Api::<P, S, B>::commands))
+            .route("/emm/v1/webhooks/nanomdm", post(Api::<P, S, B>::nanomdm))
+            .route("/emm/v1/webhooks/android", post(Api::<P, S, B>::android))
+            .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
+            .with_state(connector),
+    )
 }
 
 async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
-}
-
-async fn security_headers(mut response: Response) -> Response {
-    let h = response.headers_mut();
-    h.insert(
-        header::STRICT_TRANSPORT_SECURITY,
-        HeaderValue::from_static("max-age=63072000; includeSubDomains"),
-    );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
 }
 
 fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, Error> {
@@ -286,35 +265,36 @@ where
     S: RelayStore,
     B: Bus,
 {
-    Router::new()
-        .route(
-            "/scim/v2/ServiceProviderConfig",
-            get(Scim::<P, S, B>::config),
-        )
-        .route(
-            "/scim/v2/Users",
-            get(Scim::<P, S, B>::list_users).post(Scim::<P, S, B>::create_user),
-        )
-        .route(
-            "/scim/v2/Users/{id}",
-            get(Scim::<P, S, B>::get_user)
-                .put(Scim::<P, S, B>::replace_user)
-                .patch(Scim::<P, S, B>::patch_user)
-                .delete(Scim::<P, S, B>::delete_user),
-        )
-        .route(
-            "/scim/v2/Groups",
-            get(Scim::<P, S, B>::list_groups).post(Scim::<P, S, B>::create_group),
-        )
-        .route(
-            "/scim/v2/Groups/{id}",
-            get(Scim::<P, S, B>::get_group)
-                .patch(Scim::<P, S, B>::patch_group)
-                .delete(Scim::<P, S, B>::delete_group),
-        )
-        .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
-        .layer(axum::middleware::map_response(security_headers))
-        .with_state(scim)
+    kontor_admin::http::with_security_headers(
+        Router::new()
+            .route(
+                "/scim/v2/ServiceProviderConfig",
+                get(Scim::<P, S, B>::config),
+            )
+            .route(
+                "/scim/v2/Users",
+                get(Scim::<P, S, B>::list_users).post(Scim::<P, S, B>::create_user),
+            )
+            .route(
+                "/scim/v2/Users/{id}",
+                get(Scim::<P, S, B>::get_user)
+                    .put(Scim::<P, S, B>::replace_user)
+                    .patch(Scim::<P, S, B>::patch_user)
+                    .delete(Scim::<P, S, B>::delete_user),
+            )
+            .route(
+                "/scim/v2/Groups",
+                get(Scim::<P, S, B>::list_groups).post(Scim::<P, S, B>::create_group),
+            )
+            .route(
+                "/scim/v2/Groups/{id}",
+                get(Scim::<P, S, B>::get_group)
+                    .patch(Scim::<P, S, B>::patch_group)
+                    .delete(Scim::<P, S, B>::delete_group),
+            )
+            .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
+            .with_state(scim),
+    )
 }
 
 #[derive(Deserialize, Default)]
