@@ -257,6 +257,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             // The administration keeps its tables in SQLite on this node
             // (ARCHITECTURE.md: a PostgreSQL store for it is still to come).
             let admin_db = args.data_dir.join("admin.db");
+            tracing::warn!(
+                "scale-out: the administration (admin API, portal, EMM API, audit trail) keeps its state in {} on this node; departments, barriers and restrictions are enforced only by the node whose admin API is used",
+                admin_db.display()
+            );
             run_listeners(&args, service, rstore, bus, chain, key, root, &admin_db).await
         }
         _ => {
