@@ -76,6 +76,7 @@ where
                 input id="key-label" name="label" type="text" required maxlength="200" placeholder="Intune";
                 label for="key-account" { (ctx.t("keys.account")) }
                 select id="key-account" name="account" aria-describedby="key-account-hint" {
+                    option value="new-emm" { (ctx.t("keys.new_emm")) }
                     @for a in accounts.iter().filter(|a| a["disabled_at_ms"].is_null()) {
                         option value=(a["id"].as_str().unwrap_or("")) {
                             (a["login"].as_str().unwrap_or("")) " (" (role_label(&ctx, &a["role"])) ")"
@@ -109,7 +110,21 @@ where
         &ctx,
         async {
             let label = f.form.text("label").unwrap_or_default();
-            let account = f.form.text("account").unwrap_or_default();
+            let mut account = f.form.text("account").unwrap_or_default();
+            if account == "new-emm" {
+                // A key-only account with the emm role: its password is
+                // random and never shown, so nobody signs in with it.
+                let password = kontor_admin::auth::new_secret();
+                let created = admin
+                    .create_account(
+                        &f.p,
+                        &format!("emm: {}", label.trim()),
+                        &password,
+                        kontor_admin::role::Role::Emm,
+                    )
+                    .await?;
+                account = created.id;
+            }
             let key = admin.create_api_key(&f.p, &account, &label).await?;
             let body = html! {
                 p class="notice" role="status" { (ctx.t("keys.created_text")) }

@@ -538,3 +538,41 @@ async fn the_barrier_matrix_saves_only_what_changed_and_the_trail_shows_it() {
         trail.body
     );
 }
+
+#[tokio::test]
+async fn an_emm_integration_gets_its_own_key_only_account_and_the_key_works() {
+    let h = Harness::new().await;
+    let mut b = h.signed_in("owner").await;
+    let csrf = b.csrf().await;
+    let page = b
+        .post(
+            "/portal/integrations",
+            &[("csrf", &csrf), ("label", "Intune"), ("account", "new-emm")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let start = page.body.find("kak_").expect("the key is shown once");
+    let key: String = page.body[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    let p = h.admin.api_key(&key).await.unwrap();
+    assert_eq!(p.role, kontor_admin::role::Role::Emm);
+    assert_eq!(p.login, "emm: Intune");
+    // Without a label nothing is created.
+    let page = b
+        .post(
+            "/portal/integrations",
+            &[("csrf", &csrf), ("label", ""), ("account", "new-emm")],
+        )
+        .await;
+    assert_ne!(page.status, StatusCode::OK);
+    let owner = h
+        .admin
+        .sign_in("owner", crate::PASSWORD, None, "-")
+        .await
+        .unwrap()
+        .principal;
+    let accounts = h.admin.accounts(&owner).await.unwrap();
+    assert_eq!(accounts.iter().filter(|a| a["role"] == "emm").count(), 1);
+}
