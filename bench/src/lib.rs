@@ -8,5 +8,7 @@
 //! commands and the figures.
 //!
 //! - [`peer`]: what a workload needs of a system, whatever its protocol.
+//! - [`xmpp`]: Prosody and ejabberd, and the XMPP client that drives them.
 
 pub mod peer;
+pub mod xmpp;
