@@ -277,8 +277,11 @@ fn provision_ejabberd(db: &Path, users: usize) -> anyhow::Result<()> {
         .with_context(|| format!("reading {}", schema_path.display()))?;
     let mut conn =
         rusqlite::Connection::open(db).with_context(|| format!("opening {}", db.display()))?;
-    conn.execute_batch(&schema)
+    // One transaction: statement by statement, each table costs a sync.
+    let t = conn.transaction()?;
+    t.execute_batch(&schema)
         .with_context(|| format!("loading {}", schema_path.display()))?;
+    t.commit()?;
     let t = conn.transaction()?;
     {
         let mut insert = t.prepare("INSERT INTO users (username, password) VALUES (?1, ?2)")?;
