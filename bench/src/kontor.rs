@@ -270,7 +270,14 @@ async fn start_node(
         .stderr(log)
         .kill_on_drop(true);
     if let Store::Postgres { url, nats } = &opts.store {
-        cmd.args(["--postgres", url, "--nats", nats, "--deployment", deployment]);
+        cmd.args([
+            "--postgres",
+            url,
+            "--nats",
+            nats,
+            "--deployment",
+            deployment,
+        ]);
     }
     let mut child = cmd.spawn().context("starting kontor serve")?;
     let stdout = child.stdout.take().context("kontor serve's stdout")?;
@@ -286,7 +293,8 @@ async fn start_node(
     .await;
     if !matches!(started, Ok(Ok(true))) {
         let _ = child.kill().await;
-        let log = std::fs::read_to_string(opts.dir.join(format!("node{n}.log"))).unwrap_or_default();
+        let log =
+            std::fs::read_to_string(opts.dir.join(format!("node{n}.log"))).unwrap_or_default();
         let tail: String = log.lines().rev().take(20).collect::<Vec<_>>().join("\n");
         bail!("kontor serve (node {n}) did not start; its log ends with:\n{tail}");
     }
@@ -398,8 +406,12 @@ async fn enroll_all(
     let slots = Arc::new(Semaphore::new(8));
     let mut tasks = Vec::new();
     for u in 0..users {
-        let (client, root, admin_key, slots) =
-            (client.clone(), root.to_vec(), admin_key.to_owned(), slots.clone());
+        let (client, root, admin_key, slots) = (
+            client.clone(),
+            root.to_vec(),
+            admin_key.to_owned(),
+            slots.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let _slot = slots.acquire().await?;
             enroll_one(&client, &root, &admin_key, u).await
@@ -434,7 +446,11 @@ async fn enroll_one(
         )
         .await?;
     if token.status != 201 {
-        bail!("token for {user_id}: HTTP {} {}", token.status, token.code());
+        bail!(
+            "token for {user_id}: HTTP {} {}",
+            token.status,
+            token.code()
+        );
     }
     let token = token.json()["token"]
         .as_str()
@@ -457,7 +473,11 @@ async fn enroll_one(
         )
         .await?;
     if answer.status != 200 {
-        bail!("enrolling {user_id}: HTTP {} {}", answer.status, answer.code());
+        bail!(
+            "enrolling {user_id}: HTTP {} {}",
+            answer.status,
+            answer.code()
+        );
     }
     let json = answer.json();
     let mut device_id = [0u8; 16];
@@ -476,7 +496,10 @@ async fn enroll_one(
     })
 }
 
-async fn tls(port: u16, config: &Arc<rustls::ClientConfig>) -> anyhow::Result<TlsStream<TcpStream>> {
+async fn tls(
+    port: u16,
+    config: &Arc<rustls::ClientConfig>,
+) -> anyhow::Result<TlsStream<TcpStream>> {
     let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
     tcp.set_nodelay(true)?;
     Ok(TlsConnector::from(config.clone())
@@ -489,11 +512,19 @@ async fn websocket(
     device: &Device,
 ) -> anyhow::Result<WebSocketStream<TlsStream<TcpStream>>> {
     let stream = tls(port, &device.h1).await?;
-    let (ws, _) =
-        tokio_tungstenite::client_async(format!("wss://localhost:{port}/v1/ws"), stream)
-            .await
-            .context("WebSocket upgrade")?;
+    let (ws, _) = tokio_tungstenite::client_async(format!("wss://localhost:{port}/v1/ws"), stream)
+        .await
+        .context("WebSocket upgrade")?;
     Ok(ws)
+}
+
+/// An idle WebSocket, read (for pings) by its own task; closed on drop.
+pub struct IdleSocket(tokio::task::JoinHandle<()>);
+
+impl Drop for IdleSocket {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The sending half: one HTTP/2 connection, many requests in flight.
@@ -630,7 +661,7 @@ impl MessageRx for KontorRx {
 impl Peer for Arc<KontorPeer> {
     type Tx = KontorTx;
     type Rx = KontorRx;
-    type Idle = WebSocketStream<TlsStream<TcpStream>>;
+    type Idle = IdleSocket;
 
     fn name(&self) -> String {
         self.name.clone()
@@ -659,7 +690,11 @@ impl Peer for Arc<KontorPeer> {
     }
 
     async fn connect_idle(&self, user: usize, _n: usize) -> anyhow::Result<Self::Idle> {
-        websocket(self.port_for(user), &self.devices[user]).await
+        let mut ws = websocket(self.port_for(user), &self.devices[user]).await?;
+        // Reading answers the relay's pings (tungstenite replies to a ping
+        // on the next read), which a live device does; nothing else comes.
+        let task = tokio::spawn(async move { while let Some(Ok(_)) = ws.next().await {} });
+        Ok(IdleSocket(task))
     }
 
     async fn handshake(&self, user: usize) -> anyhow::Result<()> {

@@ -122,7 +122,9 @@ pub async fn one_to_one<P: Peer>(
         peer.users()
     );
     let flow = Flow {
-        routes: (0..pairs).map(|i| (2 * i, Dest::User(2 * i + 1), 1)).collect(),
+        routes: (0..pairs)
+            .map(|i| (2 * i, Dest::User(2 * i + 1), 1))
+            .collect(),
         receivers: (0..pairs).map(|i| 2 * i + 1).collect(),
     };
     run_flow(peer, &flow, rate, seconds).await
@@ -180,7 +182,10 @@ async fn run_flow<P: Peer>(
     rate: f64,
     seconds: f64,
 ) -> anyhow::Result<Outcome> {
-    anyhow::ensure!(rate > 0.0 && seconds > 0.0, "rate and duration must be positive");
+    anyhow::ensure!(
+        rate > 0.0 && seconds > 0.0,
+        "rate and duration must be positive"
+    );
     let messages = (rate * seconds).ceil() as usize;
     let tracker = Tracker::new(messages);
     let expected_per_seq: Vec<u16> = (0..messages)
@@ -193,7 +198,10 @@ async fn run_flow<P: Peer>(
     let mut rxs = Vec::new();
     let mut receiver_of = std::collections::HashMap::new();
     for &u in &flow.receivers {
-        let (tx, rx) = peer.connect(u).await.with_context(|| format!("connecting user {u}"))?;
+        let (tx, rx) = peer
+            .connect(u)
+            .await
+            .with_context(|| format!("connecting user {u}"))?;
         receiver_of.insert(u, tx);
         rxs.push(rx);
     }
@@ -363,7 +371,10 @@ pub async fn store_and_forward<P: Peer>(
     pairs: usize,
     messages: usize,
 ) -> anyhow::Result<StoreForward> {
-    anyhow::ensure!(2 * pairs <= peer.users(), "not enough users for {pairs} pairs");
+    anyhow::ensure!(
+        2 * pairs <= peer.users(),
+        "not enough users for {pairs} pairs"
+    );
     let tracker = Tracker::new(messages);
     let mut txs = Vec::new();
     for i in 0..pairs {
@@ -468,9 +479,7 @@ pub struct Idle {
 /// users and reads the server's memory.
 pub async fn idle<P: Peer>(peer: &P, connections: usize) -> anyhow::Result<Idle> {
     let pids = peer.pids();
-    let rss = || -> anyhow::Result<u64> {
-        pids.iter().map(|p| procfs::tree_rss_bytes(*p)).sum()
-    };
+    let rss = || -> anyhow::Result<u64> { pids.iter().map(|p| procfs::tree_rss_bytes(*p)).sum() };
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_before = rss()?;
     let start = Instant::now();
@@ -644,13 +653,22 @@ mod tests {
             invalid: invalid.then(|| "x".to_owned()),
             ..Outcome::default()
         };
-        let steps = [step(100.0, 1.0, false), step(200.0, 5.0, false), step(300.0, 80.0, false), step(400.0, 1.0, true)];
+        let steps = [
+            step(100.0, 1.0, false),
+            step(200.0, 5.0, false),
+            step(300.0, 80.0, false),
+            step(400.0, 1.0, true),
+        ];
         assert_eq!(max_rate(&steps, 50.0), Some(200.0));
     }
 
     #[test]
     fn judge_flags_saturation_and_loss() {
-        let mut o = Outcome { generator_cpu: 0.95, lost: 1, ..Outcome::default() };
+        let mut o = Outcome {
+            generator_cpu: 0.95,
+            lost: 1,
+            ..Outcome::default()
+        };
         judge(&mut o);
         let why = o.invalid.unwrap();
         assert!(why.contains("saturated") && why.contains("lost"), "{why}");

@@ -69,10 +69,18 @@ struct RunArgs {
     #[arg(long, default_value = "target/release/kontor")]
     kontor: PathBuf,
     /// PostgreSQL for the scale-out systems.
-    #[arg(long, env = "KONTOR_TEST_POSTGRES_URL", default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    #[arg(
+        long,
+        env = "KONTOR_TEST_POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/test"
+    )]
     postgres: String,
     /// NATS for the scale-out systems.
-    #[arg(long, env = "KONTOR_TEST_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    #[arg(
+        long,
+        env = "KONTOR_TEST_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
     nats: String,
     /// Payload sizes for 1:1.
     #[arg(long, value_delimiter = ',', default_values_t = [256usize, 4096, 65536])]
@@ -91,6 +99,7 @@ enum System {
     KontorPostgres,
     /// Two nodes with NATS, each limited to half a core, against one node
     /// limited to half a core (the scale-out figure on a 2-core machine).
+    #[value(name = "kontor-2nodes")]
     Kontor2nodes,
     Prosody,
     Ejabberd,
@@ -168,8 +177,65 @@ fn main() -> anyhow::Result<()> {
                 sizes: vec![256],
                 ..args
             };
-            run(&args, plan)
+            run(&args, plan)?;
+            smoke_check(&args.out.join("results.json"))
         }
+    }
+}
+
+/// The smoke run's verdict: timings on a busy CI machine mean nothing, but
+/// every system must have delivered, lost nothing and duplicated nothing.
+fn smoke_check(results: &std::path::Path) -> anyhow::Result<()> {
+    let value: Value = serde_json::from_slice(&std::fs::read(results)?)?;
+    let mut problems = Vec::new();
+    for (system, s) in value["systems"].as_object().into_iter().flatten() {
+        for (workload, w) in s.as_object().into_iter().flatten() {
+            let mut outcomes = Vec::new();
+            collect_outcomes(w, &mut outcomes);
+            if workload.starts_with("one_to_one") || workload == "groups" {
+                let delivered: u64 = outcomes
+                    .iter()
+                    .filter_map(|o| o["delivered"].as_u64())
+                    .sum();
+                if delivered == 0 {
+                    problems.push(format!("{system} {workload}: nothing delivered"));
+                }
+            }
+            for o in outcomes {
+                let (lost, dup) = (
+                    o["lost"].as_u64().unwrap_or(0),
+                    o["duplicated"].as_u64().unwrap_or(0),
+                );
+                if lost > 0 || dup > 0 {
+                    problems.push(format!(
+                        "{system} {workload}: {lost} lost, {dup} duplicated"
+                    ));
+                }
+            }
+        }
+    }
+    anyhow::ensure!(
+        problems.is_empty(),
+        "smoke run failed:\n{}",
+        problems.join("\n")
+    );
+    eprintln!("bench: smoke run passed (every system delivered; nothing lost or duplicated)");
+    Ok(())
+}
+
+/// Every object in `v` that reports deliveries (steps, runs, half-rate runs).
+fn collect_outcomes<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
+    match v {
+        Value::Object(map) => {
+            if map.contains_key("lost") {
+                out.push(v);
+            }
+            for child in map.values() {
+                collect_outcomes(child, out);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| collect_outcomes(i, out)),
+        _ => {}
     }
 }
 
@@ -197,7 +263,10 @@ fn setup() -> anyhow::Result<()> {
         .args(["build", "--release", "--bin", "kontor"])
         .status()
         .context("running cargo build")?;
-    anyhow::ensure!(status.success(), "cargo build --release --bin kontor failed");
+    anyhow::ensure!(
+        status.success(),
+        "cargo build --release --bin kontor failed"
+    );
     Ok(())
 }
 
@@ -222,8 +291,16 @@ fn record(out: &std::path::Path, name: &str, argv: &[&str]) -> anyhow::Result<()
 fn crypto(out: &std::path::Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(out)?;
     record(out, "crypto", &["python3", "scripts/bench_crypto.py"])?;
-    record(out, "provisioning", &["cargo", "bench", "-p", "kontor-provisioning"])?;
-    record(out, "openssl-ecdsap256", &["openssl", "speed", "-seconds", "3", "ecdsap256"])
+    record(
+        out,
+        "provisioning",
+        &["cargo", "bench", "-p", "kontor-provisioning"],
+    )?;
+    record(
+        out,
+        "openssl-ecdsap256",
+        &["openssl", "speed", "-seconds", "3", "ecdsap256"],
+    )
 }
 
 fn run(args: &RunArgs, plan: Plan) -> anyhow::Result<()> {
@@ -232,7 +309,8 @@ fn run(args: &RunArgs, plan: Plan) -> anyhow::Result<()> {
         "{} does not exist: run `bench setup` (or pass --kontor)",
         args.kontor.display()
     );
-    let pinned = procfs::cores() >= 2;
+    let cores = procfs::cores();
+    let pinned = cores >= 2;
     if pinned {
         procfs::pin_self(GENERATOR_CPU)?;
     } else {
@@ -244,7 +322,7 @@ fn run(args: &RunArgs, plan: Plan) -> anyhow::Result<()> {
         .build()?;
     let started = Instant::now();
     let mut results = json!({
-        "machine": machine(),
+        "machine": machine(cores),
         "date": date(),
         "runs": args.runs,
         "pinned": pinned,
@@ -258,10 +336,16 @@ fn run(args: &RunArgs, plan: Plan) -> anyhow::Result<()> {
             .with_context(|| format!("benchmarking {name}"))?;
         results["systems"][name] = value;
         // Written after every system so a failure late keeps what ran.
-        std::fs::write(args.out.join("results.json"), serde_json::to_vec_pretty(&results)?)?;
+        std::fs::write(
+            args.out.join("results.json"),
+            serde_json::to_vec_pretty(&results)?,
+        )?;
     }
     results["seconds"] = json!(started.elapsed().as_secs_f64());
-    std::fs::write(args.out.join("results.json"), serde_json::to_vec_pretty(&results)?)?;
+    std::fs::write(
+        args.out.join("results.json"),
+        serde_json::to_vec_pretty(&results)?,
+    )?;
     write_report(&results, &args.out)?;
     eprintln!(
         "bench: done in {:.0} s; results in {}",
@@ -272,7 +356,10 @@ fn run(args: &RunArgs, plan: Plan) -> anyhow::Result<()> {
 }
 
 fn is_kontor(s: System) -> bool {
-    matches!(s, System::KontorSqlite | System::KontorPostgres | System::Kontor2nodes)
+    matches!(
+        s,
+        System::KontorSqlite | System::KontorPostgres | System::Kontor2nodes
+    )
 }
 
 fn system_name(s: System) -> &'static str {
@@ -365,7 +452,11 @@ async fn run_system(
     pinned: bool,
 ) -> anyhow::Result<Value> {
     let mut out = json!({});
-    let node_counts: &[usize] = if system == System::Kontor2nodes { &[1, 2] } else { &[1] };
+    let node_counts: &[usize] = if system == System::Kontor2nodes {
+        &[1, 2]
+    } else {
+        &[1]
+    };
     for &nodes in node_counts {
         let key = |w: &str| {
             if system == System::Kontor2nodes {
@@ -399,7 +490,7 @@ async fn run_system(
                 let stopped = stop(started).await;
                 let value = result.with_context(|| format!("{workload:?} at {size} B"))?;
                 stopped?;
-                let k = key(&format!("{}", workload_name(workload)));
+                let k = key(workload_name(workload));
                 if workload == Workload::OneToOne {
                     out[k][size.to_string()] = value;
                 } else {
@@ -439,17 +530,29 @@ async fn workload_on<P: Peer + Clone>(
     match workload {
         Workload::OneToOne => {
             // Warm-up: one short step, not recorded.
-            let _ = load::one_to_one(peer, plan.pairs, plan.first_rate, plan.step_seconds.min(2.0)).await?;
+            let _ = load::one_to_one(
+                peer,
+                plan.pairs,
+                plan.first_rate,
+                plan.step_seconds.min(2.0),
+            )
+            .await?;
             let mut all_runs = Vec::new();
             let (mut maxes, mut p99_half) = (Vec::new(), Vec::new());
             for _ in 0..runs {
-                let steps = load::step_rate(plan.first_rate, plan.rate_factor, P99_LIMIT_MS, plan.max_steps, |rate| {
-                    load::one_to_one(peer, plan.pairs, rate, plan.step_seconds)
-                })
+                let steps = load::step_rate(
+                    plan.first_rate,
+                    plan.rate_factor,
+                    P99_LIMIT_MS,
+                    plan.max_steps,
+                    |rate| load::one_to_one(peer, plan.pairs, rate, plan.step_seconds),
+                )
                 .await?;
                 let max = load::max_rate(&steps, P99_LIMIT_MS);
                 let half = match max {
-                    Some(m) => Some(load::one_to_one(peer, plan.pairs, m / 2.0, plan.step_seconds).await?),
+                    Some(m) => {
+                        Some(load::one_to_one(peer, plan.pairs, m / 2.0, plan.step_seconds).await?)
+                    }
                     None => None,
                 };
                 if let Some(m) = max {
@@ -470,13 +573,23 @@ async fn workload_on<P: Peer + Clone>(
         Workload::Groups => {
             let groups = load::make_groups(peer, plan.group_count, plan.group_size).await?;
             let fanout = (plan.group_size - 1) as f64;
-            let _ = load::groups(peer, &groups, plan.group_first_rate, plan.step_seconds.min(2.0)).await?;
+            let _ = load::groups(
+                peer,
+                &groups,
+                plan.group_first_rate,
+                plan.step_seconds.min(2.0),
+            )
+            .await?;
             let mut all_runs = Vec::new();
             let mut maxes = Vec::new();
             for _ in 0..runs {
-                let steps = load::step_rate(plan.group_first_rate, plan.rate_factor, P99_LIMIT_MS, plan.max_steps, |rate| {
-                    load::groups(peer, &groups, rate, plan.step_seconds)
-                })
+                let steps = load::step_rate(
+                    plan.group_first_rate,
+                    plan.rate_factor,
+                    P99_LIMIT_MS,
+                    plan.max_steps,
+                    |rate| load::groups(peer, &groups, rate, plan.step_seconds),
+                )
                 .await?;
                 if let Some(m) = load::max_rate(&steps, P99_LIMIT_MS) {
                     maxes.push(m);
@@ -551,19 +664,22 @@ fn limit_of(runs: &[Value]) -> String {
         why
     } else if o.p99_ms > P99_LIMIT_MS {
         format!("p99 {:.1} ms passed {P99_LIMIT_MS} ms", o.p99_ms)
-    } else if o.delivered_per_s < 0.9 * o.offered_per_s * (o.expected as f64 / o.sent.max(1) as f64) {
+    } else if o.delivered_per_s < 0.9 * o.offered_per_s * (o.expected as f64 / o.sent.max(1) as f64)
+    {
         "deliveries fell behind the offered rate".into()
     } else {
         "the last step was reached".into()
     }
 }
 
-fn machine() -> Value {
+fn machine(cores: usize) -> Value {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {
-            c.lines()
-                .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned()))
+            c.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
         })
         .unwrap_or_default();
     let mem = std::fs::read_to_string("/proc/meminfo")
@@ -577,12 +693,19 @@ fn machine() -> Value {
             .output()
             .ok()
             .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").trim().to_owned())
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_owned()
+            })
             .unwrap_or_else(|| "not installed".into())
     };
     json!({
         "cpu": cpu,
-        "cores": procfs::cores(),
+        "cores": cores,
         "memory": mem,
         "load_at_start": load.trim(),
         "kernel": out(&["uname", "-r"]),
@@ -616,7 +739,11 @@ fn write_report(results: &Value, dir: &std::path::Path) -> anyhow::Result<()> {
     let sizes = ["256", "4096", "65536"];
     for name in &names {
         let s = &systems[name];
-        let one = if s["one_to_one"].is_object() { &s["one_to_one"] } else { &s["one_to_one@1node"] };
+        let one = if s["one_to_one"].is_object() {
+            &s["one_to_one"]
+        } else {
+            &s["one_to_one@1node"]
+        };
         let mut points = Vec::new();
         for (i, size) in sizes.iter().enumerate() {
             let cell = &one[*size];
@@ -627,46 +754,89 @@ fn write_report(results: &Value, dir: &std::path::Path) -> anyhow::Result<()> {
                 name.clone(),
                 format!("{size} B"),
                 f(&cell["max_rate"]),
-                cell["p99_ms_at_half"].as_f64().map_or("-".into(), |v| format!("{v:.2}")),
+                cell["p99_ms_at_half"]
+                    .as_f64()
+                    .map_or("-".into(), |v| format!("{v:.2}")),
                 cell["limit"].as_str().unwrap_or("").to_owned(),
             ]);
             if let Some(v) = cell["max_rate"].as_f64() {
                 points.push((i as f64, v));
             }
         }
-        bars.push(Series { name: name.clone(), points });
+        bars.push(Series {
+            name: name.clone(),
+            points,
+        });
     }
     md.push_str("## 1:1, recipients online\n\n");
-    md.push_str(&report::table(&["system", "payload", "max delivered/s (p99 <= 50 ms)", "p99 ms at half that rate", "what ended the stepping"], &rows));
+    md.push_str(&report::table(
+        &[
+            "system",
+            "payload",
+            "max delivered/s (p99 <= 50 ms)",
+            "p99 ms at half that rate",
+            "what ended the stepping",
+        ],
+        &rows,
+    ));
     std::fs::write(
         dir.join("one_to_one_max.svg"),
-        report::bar_chart("1:1 maximum delivered messages per second (p99 <= 50 ms)", &sizes.iter().map(|s| format!("{s} B")).collect::<Vec<_>>(), "messages/s", &bars),
+        report::bar_chart(
+            "1:1 maximum delivered messages per second (p99 <= 50 ms)",
+            &sizes.iter().map(|s| format!("{s} B")).collect::<Vec<_>>(),
+            "messages/s",
+            &bars,
+        ),
     )?;
 
     // Latency against delivered rate at 256 B, the first run's steps.
     let mut lines = Vec::new();
     for name in &names {
         let s = &systems[name];
-        let one = if s["one_to_one"].is_object() { &s["one_to_one"] } else { &s["one_to_one@1node"] };
-        let steps = one["256"]["runs"][0]["steps"].as_array().cloned().unwrap_or_default();
+        let one = if s["one_to_one"].is_object() {
+            &s["one_to_one"]
+        } else {
+            &s["one_to_one@1node"]
+        };
+        let steps = one["256"]["runs"][0]["steps"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let points: Vec<(f64, f64)> = steps
             .iter()
-            .filter_map(|st| Some((st["delivered_per_s"].as_f64()?, st["p99_ms"].as_f64()?.min(100.0))))
+            .filter_map(|st| {
+                Some((
+                    st["delivered_per_s"].as_f64()?,
+                    st["p99_ms"].as_f64()?.min(100.0),
+                ))
+            })
             .collect();
         if !points.is_empty() {
-            lines.push(Series { name: name.clone(), points });
+            lines.push(Series {
+                name: name.clone(),
+                points,
+            });
         }
     }
     std::fs::write(
         dir.join("one_to_one_latency.svg"),
-        report::line_chart("1:1 at 256 B: p99 latency against delivered rate (capped at 100 ms)", "delivered messages/s", "p99 ms", &lines),
+        report::line_chart(
+            "1:1 at 256 B: p99 latency against delivered rate (capped at 100 ms)",
+            "delivered messages/s",
+            "p99 ms",
+            &lines,
+        ),
     )?;
 
     // Groups, store and forward, idle, storm.
     let mut rows = Vec::new();
     for name in &names {
         let s = &systems[name];
-        if s["groups"].is_null() && s["store_forward"].is_null() && s["idle"].is_null() && s["storm"].is_null() {
+        if s["groups"].is_null()
+            && s["store_forward"].is_null()
+            && s["idle"].is_null()
+            && s["storm"].is_null()
+        {
             continue;
         }
         rows.push(vec![
@@ -674,13 +844,26 @@ fn write_report(results: &Value, dir: &std::path::Path) -> anyhow::Result<()> {
             f(&s["groups"]["max_deliveries_per_s"]),
             f(&s["store_forward"]["ingest_per_s"]),
             f(&s["store_forward"]["drain_per_s"]),
-            s["idle"]["bytes_per_connection"].as_f64().map_or("-".into(), |b| format!("{:.1} KiB", b / 1024.0)),
+            s["idle"]["bytes_per_connection"]
+                .as_f64()
+                .map_or("-".into(), |b| format!("{:.1} KiB", b / 1024.0)),
             f(&s["idle"]["connections"]),
             f(&s["storm"]["per_s"]),
         ]);
     }
     md.push_str("\n## Groups of 50, store and forward, idle connections, connection storm\n\n");
-    md.push_str(&report::table(&["system", "group deliveries/s", "S&F ingest/s", "S&F drain/s", "memory per idle connection", "idle connections", "new sessions/s"], &rows));
+    md.push_str(&report::table(
+        &[
+            "system",
+            "group deliveries/s",
+            "S&F ingest/s",
+            "S&F drain/s",
+            "memory per idle connection",
+            "idle connections",
+            "new sessions/s",
+        ],
+        &rows,
+    ));
 
     // Scale-out.
     if let Some(s) = systems.get("kontor-2nodes") {
@@ -693,7 +876,11 @@ fn write_report(results: &Value, dir: &std::path::Path) -> anyhow::Result<()> {
         };
         md.push_str(&report::table(
             &["one node", "two nodes", "ratio"],
-            &[vec![one.map_or("-".into(), short), two.map_or("-".into(), short), ratio]],
+            &[vec![
+                one.map_or("-".into(), short),
+                two.map_or("-".into(), short),
+                ratio,
+            ]],
         ));
     }
     md.push_str(&format!("\nMachine: {}\n", results["machine"]));

@@ -110,3 +110,48 @@ pub fn payload_seq(payload: &[u8]) -> Option<u64> {
     let head: [u8; 8] = payload.get(..8)?.try_into().ok()?;
     Some(u64::from_be_bytes(head))
 }
+
+/// A shared peer is a peer: the connection storm clones it into each loop.
+impl<P: Peer> Peer for std::sync::Arc<P> {
+    type Tx = P::Tx;
+    type Rx = P::Rx;
+    type Idle = P::Idle;
+
+    fn name(&self) -> String {
+        (**self).name()
+    }
+    fn pids(&self) -> Vec<u32> {
+        (**self).pids()
+    }
+    fn users(&self) -> usize {
+        (**self).users()
+    }
+    fn group_mode(&self) -> &'static str {
+        (**self).group_mode()
+    }
+    fn connect(
+        &self,
+        user: usize,
+    ) -> impl Future<Output = anyhow::Result<(Self::Tx, Self::Rx)>> + Send {
+        (**self).connect(user)
+    }
+    fn connect_sender(&self, user: usize) -> impl Future<Output = anyhow::Result<Self::Tx>> + Send {
+        (**self).connect_sender(user)
+    }
+    fn connect_idle(
+        &self,
+        user: usize,
+        n: usize,
+    ) -> impl Future<Output = anyhow::Result<Self::Idle>> + Send {
+        (**self).connect_idle(user, n)
+    }
+    fn handshake(&self, user: usize) -> impl Future<Output = anyhow::Result<()>> + Send {
+        (**self).handshake(user)
+    }
+    fn create_group(
+        &self,
+        members: &[usize],
+    ) -> impl Future<Output = anyhow::Result<GroupRef>> + Send {
+        (**self).create_group(members)
+    }
+}

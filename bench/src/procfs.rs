@@ -35,10 +35,7 @@ pub fn tree_cpu_seconds(pid: u32) -> f64 {
         .ok()
         .and_then(|s| stat_cpu(&s))
         .unwrap_or(0.0);
-    own + children(pid)
-        .into_iter()
-        .map(tree_cpu_seconds)
-        .sum::<f64>()
+    own + children(pid).into_iter().map(tree_cpu_seconds).sum::<f64>()
 }
 
 /// CPU time of this process so far, in seconds.
@@ -68,7 +65,10 @@ pub fn children(pid: u32) -> Vec<u32> {
     for task in tasks.flatten() {
         let path = task.path().join("children");
         if let Ok(text) = std::fs::read_to_string(path) {
-            out.extend(text.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+            out.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
         }
     }
     out
@@ -77,11 +77,19 @@ pub fn children(pid: u32) -> Vec<u32> {
 /// Pins this process (its threads started from now on) to `cpu`.
 pub fn pin_self(cpu: usize) -> anyhow::Result<()> {
     let status = std::process::Command::new("taskset")
-        .args(["-a", "-cp", &cpu.to_string(), &std::process::id().to_string()])
+        .args([
+            "-a",
+            "-cp",
+            &cpu.to_string(),
+            &std::process::id().to_string(),
+        ])
         .stdout(std::process::Stdio::null())
         .status()
         .context("running taskset (package util-linux)")?;
-    anyhow::ensure!(status.success(), "taskset could not pin the generator to core {cpu}");
+    anyhow::ensure!(
+        status.success(),
+        "taskset could not pin the generator to core {cpu}"
+    );
     Ok(())
 }
 

@@ -12,7 +12,9 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
 }
 
-const COLOURS: [&str; 6] = ["#1f5fa8", "#c0392b", "#2e8b57", "#8e44ad", "#d68910", "#555555"];
+const COLOURS: [&str; 6] = [
+    "#1f5fa8", "#c0392b", "#2e8b57", "#8e44ad", "#d68910", "#555555",
+];
 const W: f64 = 760.0;
 const H: f64 = 440.0;
 const LEFT: f64 = 80.0;
@@ -134,7 +136,10 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
         );
         for p in &path {
             let (x, y) = p.split_once(',').unwrap_or(("0", "0"));
-            let _ = writeln!(out, r##"<circle cx="{x}" cy="{y}" r="3" fill="{colour}"/>"##);
+            let _ = writeln!(
+                out,
+                r##"<circle cx="{x}" cy="{y}" r="3" fill="{colour}"/>"##
+            );
         }
         legend(&mut out, i, colour, &s.name);
     }
@@ -157,12 +162,7 @@ fn legend(out: &mut String, i: usize, colour: &str, name: &str) {
 
 /// A bar chart: one group of bars per category, one bar per series
 /// (series points are (category index, value)).
-pub fn bar_chart(
-    title: &str,
-    categories: &[String],
-    y_label: &str,
-    series: &[Series],
-) -> String {
+pub fn bar_chart(title: &str, categories: &[String], y_label: &str, series: &[Series]) -> String {
     let mut out = String::new();
     frame(&mut out, title, "", y_label);
     let y_max = nice_max(
@@ -206,7 +206,11 @@ pub fn bar_chart(
 
 /// A Markdown table.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut out = format!("| {} |\n|{}|\n", header.join(" | "), "---|".repeat(header.len()));
+    let mut out = format!(
+        "| {} |\n|{}\n",
+        header.join(" | "),
+        "---|".repeat(header.len())
+    );
     for r in rows {
         let _ = writeln!(out, "| {} |", r.join(" | "));
     }
@@ -220,14 +224,32 @@ mod tests {
     #[test]
     fn charts_are_well_formed_xml_with_every_series() {
         let series = vec![
-            Series { name: "kontor <sqlite>".into(), points: vec![(100.0, 1.0), (200.0, 3.5)] },
-            Series { name: "prosody".into(), points: vec![(50.0, 2.0)] },
+            Series {
+                name: "kontor <sqlite>".into(),
+                points: vec![(100.0, 1.0), (200.0, 3.5)],
+            },
+            Series {
+                name: "prosody".into(),
+                points: vec![(50.0, 2.0)],
+            },
         ];
         let line = line_chart("p99", "rate", "ms", &series);
         assert!(line.contains("kontor &lt;sqlite&gt;") && line.contains("prosody"));
         assert_eq!(line.matches("<polyline").count(), 2);
-        let bars = bar_chart("max", &["256 B".into()], "msg/s", &[Series { name: "a".into(), points: vec![(0.0, 5.0)] }]);
-        assert_eq!(bars.matches("<rect x=").count(), 2, "one bar and one legend box");
+        let bars = bar_chart(
+            "max",
+            &["256 B".into()],
+            "msg/s",
+            &[Series {
+                name: "a".into(),
+                points: vec![(0.0, 5.0)],
+            }],
+        );
+        assert_eq!(
+            bars.matches("<rect x=").count(),
+            2,
+            "one bar and one legend box"
+        );
         for svg in [line, bars] {
             assert_eq!(svg.matches("<svg").count(), 1);
             assert!(svg.trim_end().ends_with("</svg>"));
