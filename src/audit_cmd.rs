@@ -16,15 +16,20 @@ const PAGE: usize = 1_000;
 #[derive(Debug, Subcommand)]
 pub enum AuditCmd {
     /// Check the hash chain of the audit trail. Prints `audit trail intact:
-    /// N entries, head HASH` and exits 0, or names the first edited,
-    /// deleted or reordered entry and exits 1.
+    /// N entries, head HASH` (after audit retention, followed by the
+    /// checkpoint it started from) and exits 0, or names the first edited,
+    /// deleted or reordered entry, or a checkpoint no retention run
+    /// recorded, and exits 1.
     Verify {
         /// The server's data directory.
         #[arg(long, default_value = "kontor-data", env = "KONTOR_DATA_DIR")]
         data_dir: PathBuf,
     },
     /// Write audit entries to stdout, oldest first, one per line. Filters
-    /// combine; text filters match exactly.
+    /// combine; text filters match exactly, and an actor or target also
+    /// matches the pseudonym the trail names that user by. JSON lines carry
+    /// a `names` object resolving pseudonyms (erased users stay
+    /// pseudonyms); syslog lines carry pseudonyms only.
     Export {
         /// The server's data directory.
         #[arg(long, default_value = "kontor-data", env = "KONTOR_DATA_DIR")]
@@ -132,9 +137,16 @@ fn export(
     let written = (|| -> anyhow::Result<()> {
         loop {
             let page = log.query(&filter).context("cannot read the audit trail")?;
+            // JSON lines name what pseudonyms stand for (until erasure);
+            // syslog lines, meant for a collector off this host where
+            // erasure cannot reach, keep the pseudonyms.
+            let names = match format {
+                ExportFormat::Jsonl => log.names(&page).context("cannot read the audit trail")?,
+                ExportFormat::Syslog => audit::Names::new(),
+            };
             for entry in &page {
                 let line = match format {
-                    ExportFormat::Jsonl => audit::json_line(entry),
+                    ExportFormat::Jsonl => audit::json_line_named(entry, &names),
                     ExportFormat::Syslog => audit::syslog_line(entry, hostname),
                 };
                 writeln!(out, "{line}")?;

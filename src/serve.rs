@@ -113,6 +113,52 @@ pub struct ServeArgs {
     /// Most simultaneous device connections.
     #[arg(long, default_value_t = 10_000)]
     pub connections_max: usize,
+    /// Days an undelivered message waits for its device before it is
+    /// deleted.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub message_retention_days: u32,
+    /// Days an uploaded attachment is kept.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub blob_retention_days: u32,
+    /// Days the per-user daily message counts are kept.
+    #[arg(long, default_value_t = 400, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub activity_retention_days: u32,
+    /// Days archive requests and their sealed parts are kept.
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub archive_retention_days: u32,
+    /// Days audit entries are kept; older ones are deleted behind a
+    /// checkpoint that `kontor audit verify` starts from. 0 keeps them for
+    /// ever.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=36500))]
+    pub audit_retention_days: u32,
+}
+
+impl ServeArgs {
+    /// The relay's settings these options give.
+    pub fn relay_config(&self) -> RelayConfig {
+        RelayConfig {
+            message_ttl: days(self.message_retention_days),
+            blob_ttl: days(self.blob_retention_days),
+            ..RelayConfig::default()
+        }
+    }
+
+    /// The administration's settings these options give, sealing the
+    /// audit pseudonym keys under `kek`.
+    pub fn admin_config(&self, enroll_url: &str, kek: &Kek) -> kontor_admin::service::AdminConfig {
+        let mut config =
+            kontor_admin::service::AdminConfig::new(&self.org_id, &self.org_name, enroll_url);
+        config.activity_retention = days(self.activity_retention_days);
+        config.archive_retention = days(self.archive_retention_days);
+        config.audit_retention =
+            (self.audit_retention_days > 0).then(|| days(self.audit_retention_days));
+        config.pseudonym_kek = kek.clone();
+        config
+    }
+}
+
+fn days(n: u32) -> Duration {
+    Duration::from_secs(u64::from(n) * 24 * 3600)
 }
 
 /// Runs the server until Ctrl-C.
@@ -261,7 +307,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 "scale-out: the administration (admin API, portal, EMM API, audit trail) keeps its state in {} on this node; departments, barriers and restrictions are enforced only by the node whose admin API is used",
                 admin_db.display()
             );
-            run_listeners(&args, service, rstore, bus, chain, key, root, &admin_db).await
+            run_listeners(
+                &args, &kek, service, rstore, bus, chain, key, root, &admin_db,
+            )
+            .await
         }
         _ => {
             let db = args.data_dir.join("kontor.db");
@@ -271,6 +320,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             let service = Service::new(pki, pstore, service_config).await?;
             run_listeners(
                 &args,
+                &kek,
                 service,
                 rstore,
                 LocalBus::default(),
@@ -405,6 +455,7 @@ fn pusher(args: &ServeArgs) -> anyhow::Result<Option<kontor_relay::push::Pusher>
 #[allow(clippy::too_many_arguments)]
 async fn run_listeners<P, S, B>(
     args: &ServeArgs,
+    kek: &Kek,
     service: Service<P>,
     relay_store: S,
     bus: B,
@@ -444,7 +495,7 @@ where
         service.store().clone(),
         deny,
         bus,
-        RelayConfig::default(),
+        args.relay_config(),
     )
     .with_policy(policy.clone());
     if let Some(pusher) = pusher(args)? {
@@ -467,7 +518,7 @@ where
                 .context("cannot open the administration's database")?,
             kontor_admin::audit::AuditLog::open(admin_db).context("cannot open the audit trail")?,
             policy,
-            kontor_admin::service::AdminConfig::new(&args.org_id, &args.org_name, &enroll_url),
+            args.admin_config(&enroll_url, kek),
         )
         .await
         .context("cannot start the administration")?,
@@ -610,4 +661,66 @@ where
         let _ = outbox.await;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<ServeArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("kontor").chain(args.iter().copied())).map(|c| c.serve)
+    }
+
+    #[test]
+    fn retention_defaults_keep_the_documented_periods_and_the_trail_for_ever() {
+        let args = parse(&[]).unwrap();
+        let relay = args.relay_config();
+        assert_eq!(relay.message_ttl, days(30));
+        assert_eq!(relay.blob_ttl, days(30));
+        let admin = args.admin_config("https://x", &Kek::from_bytes([1; 32]));
+        assert_eq!(admin.activity_retention, days(400));
+        assert_eq!(admin.archive_retention, days(90));
+        assert_eq!(admin.audit_retention, None);
+    }
+
+    #[test]
+    fn every_retention_is_a_serve_option() {
+        let args = parse(&[
+            "--message-retention-days",
+            "2",
+            "--blob-retention-days",
+            "3",
+            "--activity-retention-days",
+            "4",
+            "--archive-retention-days",
+            "5",
+            "--audit-retention-days",
+            "1095",
+        ])
+        .unwrap();
+        let relay = args.relay_config();
+        assert_eq!((relay.message_ttl, relay.blob_ttl), (days(2), days(3)));
+        let admin = args.admin_config("https://x", &Kek::from_bytes([1; 32]));
+        assert_eq!(admin.activity_retention, days(4));
+        assert_eq!(admin.archive_retention, days(5));
+        assert_eq!(admin.audit_retention, Some(days(1095)));
+        // Zero would delete at once: refused, except for the trail, where
+        // it means for ever.
+        for flag in [
+            "--message-retention-days",
+            "--blob-retention-days",
+            "--activity-retention-days",
+            "--archive-retention-days",
+        ] {
+            assert!(parse(&[flag, "0"]).is_err(), "{flag} 0");
+        }
+    }
 }

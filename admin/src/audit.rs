@@ -385,6 +385,78 @@ impl Head {
     }
 }
 
+/// Where a trail starts after retention deleted its oldest entries: the
+/// number and hash of the last deleted entry, and when the deletion ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The last deleted entry's number; the trail goes on at the next.
+    pub through_seq: u64,
+    /// The last deleted entry's hash, the next entry's previous hash.
+    pub hash: [u8; 32],
+    /// When the retention run wrote the checkpoint (ms since the epoch).
+    pub at_ms: i64,
+}
+
+/// The action of the entry a retention run writes; its detail names the
+/// checkpoint (`through_seq`, `checkpoint_hash`), which [`AuditLog::verify`]
+/// requires.
+pub const RETENTION_ACTION: &str = "audit.retention";
+
+/// The prefix of every pseudonym in the trail.
+pub const PSEUDONYM_PREFIX: &str = "pseudonym:";
+
+/// Separates pseudonyms from every other HMAC use in Kontor.
+const PSEUDONYM_DOMAIN: &[u8] = b"kontor-audit-pseudonym-v1\0";
+
+/// The keyed pseudonym of a personal datum (a user id, a name) under an
+/// organisation's audit pseudonym key: `pseudonym:` and the first 128 bits
+/// of HMAC-SHA256(key, domain tag || value) in hex. The same value always
+/// gives the same pseudonym, so entries about one person stay linked;
+/// without the key a guessed value cannot be tested against it.
+pub fn pseudonym(key: &[u8; 32], value: &str) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+    let mut context = ring::hmac::Context::with_key(&key);
+    context.update(PSEUDONYM_DOMAIN);
+    context.update(value.as_bytes());
+    let tag = context.sign();
+    format!("{PSEUDONYM_PREFIX}{}", hex::encode(&tag.as_ref()[..16]))
+}
+
+/// Whether `text` has the shape of a pseudonym.
+pub fn is_pseudonym(text: &str) -> bool {
+    text.strip_prefix(PSEUDONYM_PREFIX)
+        .is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The pseudonyms an entry carries: in actor, target (also as one of a
+/// comma-separated list) and any string of the detail.
+pub fn pseudonyms_in(entry: &Entry) -> std::collections::BTreeSet<String> {
+    fn walk(value: &Value, out: &mut std::collections::BTreeSet<String>) {
+        match value {
+            Value::String(text) => texts(text, out),
+            Value::Array(items) => items.iter().for_each(|item| walk(item, out)),
+            Value::Object(fields) => fields.values().for_each(|item| walk(item, out)),
+            _ => {}
+        }
+    }
+    fn texts(text: &str, out: &mut std::collections::BTreeSet<String>) {
+        for part in text.split(',') {
+            if is_pseudonym(part) {
+                out.insert(part.to_owned());
+            }
+        }
+    }
+    let mut out = std::collections::BTreeSet::new();
+    texts(&entry.actor, &mut out);
+    texts(&entry.target, &mut out);
+    walk(&entry.detail, &mut out);
+    out
+}
+
+/// Clear values of pseudonyms, as the mapping holds them; an erased
+/// person's pseudonyms are missing and stay pseudonyms.
+pub type Names = std::collections::BTreeMap<String, String>;
+
 /// The first thing wrong with a trail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Problem {
@@ -434,6 +506,14 @@ pub enum Problem {
     },
     /// The stored head cannot be read back.
     MalformedHead,
+    /// The retention checkpoint is not named by an `audit.retention` entry
+    /// of the trail after it (checkpoint written or moved by hand).
+    UnattestedCheckpoint {
+        /// The checkpoint's last deleted entry.
+        through_seq: u64,
+    },
+    /// The stored checkpoint cannot be read back.
+    MalformedCheckpoint,
 }
 
 impl fmt::Display for Problem {
@@ -467,6 +547,13 @@ impl fmt::Display for Problem {
                 "entry {seq}: hash differs from the head's (last entry or head rewritten)"
             ),
             Problem::MalformedHead => f.write_str("the head is malformed (edited)"),
+            Problem::UnattestedCheckpoint { through_seq } => write!(
+                f,
+                "the retention checkpoint at entry {through_seq} is not named by an audit.retention entry after it (checkpoint written by hand)"
+            ),
+            Problem::MalformedCheckpoint => {
+                f.write_str("the retention checkpoint is malformed (edited)")
+            }
         }
     }
 }
@@ -474,6 +561,9 @@ impl fmt::Display for Problem {
 /// The outcome of verifying a trail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
+    /// Where verification started: the retention checkpoint, when entries
+    /// up to it were deleted by [`AuditLog::expire_before`].
+    pub checkpoint: Option<Checkpoint>,
     /// How many entries checked out before the problem, or in all.
     pub entries: u64,
     /// The last entry that checked out.
@@ -497,15 +587,25 @@ impl fmt::Display for Report {
                 "audit trail intact: {} entries, head {}",
                 self.entries,
                 hex::encode(self.last.hash)
-            ),
-            Some(problem) => write!(f, "audit trail broken: {problem}"),
+            )?,
+            Some(problem) => write!(f, "audit trail broken: {problem}")?,
         }
+        if let Some(checkpoint) = &self.checkpoint {
+            write!(
+                f,
+                " (from the retention checkpoint: entries up to {} deleted, the last of them hashed {})",
+                checkpoint.through_seq,
+                hex::encode(checkpoint.hash)
+            )?;
+        }
+        Ok(())
     }
 }
 
 /// Checks a trail one entry at a time, so that a store can stream it.
 #[derive(Debug, Clone)]
 pub struct Verifier {
+    checkpoint: Option<Checkpoint>,
     last: Head,
     entries: u64,
     problem: Option<Problem>,
@@ -521,7 +621,22 @@ impl Verifier {
     /// A verifier at the start of a trail.
     pub fn new() -> Self {
         Verifier {
+            checkpoint: None,
             last: Head::GENESIS,
+            entries: 0,
+            problem: None,
+        }
+    }
+
+    /// A verifier that starts after a retention checkpoint: the next entry
+    /// must be number `through_seq + 1` and link to the checkpoint's hash.
+    pub fn after_checkpoint(checkpoint: Checkpoint) -> Self {
+        Verifier {
+            checkpoint: Some(checkpoint),
+            last: Head {
+                seq: checkpoint.through_seq,
+                hash: checkpoint.hash,
+            },
             entries: 0,
             problem: None,
         }
@@ -581,6 +696,7 @@ impl Verifier {
             }
         });
         Report {
+            checkpoint: self.checkpoint,
             entries: self.entries,
             last: self.last,
             problem,
@@ -700,6 +816,25 @@ pub fn json_line(entry: &Entry) -> String {
     // Cannot fail: every field is a string, an integer, a unit variant or a
     // `serde_json::Value`, whose object keys are strings.
     serde_json::to_string(entry).expect("an audit entry always serialises")
+}
+
+/// The entry as one line of JSON with a `names` object mapping each of
+/// its pseudonyms that `names` resolves to the clear value; without such
+/// pseudonyms exactly [`json_line`]. The entry's own fields stay as stored,
+/// so the line still verifies against its hash.
+pub fn json_line_named(entry: &Entry, names: &Names) -> String {
+    let own: serde_json::Map<String, Value> = pseudonyms_in(entry)
+        .into_iter()
+        .filter_map(|p| names.get(&p).map(|clear| (p, Value::String(clear.clone()))))
+        .collect();
+    if own.is_empty() {
+        return json_line(entry);
+    }
+    let mut value = serde_json::to_value(entry).expect("an audit entry always serialises");
+    if let Value::Object(fields) = &mut value {
+        fields.insert("names".to_owned(), Value::Object(own));
+    }
+    value.to_string()
 }
 
 /// The entry as one RFC 5424 syslog line, without the newline:
@@ -824,8 +959,9 @@ mod hex32 {
 // ---------------------------------------------------------------------------
 // The SQLite shell.
 
-/// The tables, indexes and triggers of the trail. The database file is
-/// shared with other components, so this touches only `admin_audit*`.
+/// The tables, indexes and triggers of the trail (version 1). The database
+/// file is shared with other components, so this touches only
+/// `admin_audit*`.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS admin_audit (
     seq INTEGER PRIMARY KEY,
@@ -860,6 +996,53 @@ CREATE TRIGGER IF NOT EXISTS admin_audit_head_forward BEFORE UPDATE ON admin_aud
 WHEN NEW.seq IS NOT OLD.seq + 1
 BEGIN SELECT RAISE(ABORT, 'the audit head moves forward one entry at a time'); END;
 ";
+
+/// Version 2, privacy: the retention checkpoint (deleting entries is
+/// allowed only at or below it), the per-organisation pseudonym keys
+/// (sealed under the deployment's KEK) and the pseudonym mapping that
+/// erasure deletes from.
+const SCHEMA_V2_PRIVACY: &str = "
+CREATE TABLE IF NOT EXISTS admin_audit_checkpoint (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    through_seq INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    at_ms INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS admin_audit_checkpoint_no_delete BEFORE DELETE ON admin_audit_checkpoint
+BEGIN SELECT RAISE(ABORT, 'the audit checkpoint cannot be deleted'); END;
+CREATE TRIGGER IF NOT EXISTS admin_audit_checkpoint_forward BEFORE UPDATE ON admin_audit_checkpoint
+WHEN NEW.through_seq <= OLD.through_seq
+BEGIN SELECT RAISE(ABORT, 'the audit checkpoint only moves forward'); END;
+DROP TRIGGER IF EXISTS admin_audit_no_delete;
+CREATE TRIGGER admin_audit_no_delete BEFORE DELETE ON admin_audit
+WHEN OLD.seq > COALESCE((SELECT through_seq FROM admin_audit_checkpoint WHERE id = 1), 0)
+BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only: only entries at or below the retention checkpoint may be deleted'); END;
+DROP TRIGGER IF EXISTS admin_audit_at_end;
+CREATE TRIGGER admin_audit_at_end BEFORE INSERT ON admin_audit
+WHEN NEW.seq IS NOT COALESCE(
+    (SELECT MAX(seq) FROM admin_audit),
+    (SELECT through_seq FROM admin_audit_checkpoint WHERE id = 1),
+    0) + 1
+BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only: entries go at the end'); END;
+CREATE TABLE IF NOT EXISTS admin_audit_keys (
+    org TEXT PRIMARY KEY,
+    sealed BLOB NOT NULL,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS admin_audit_keys_no_update BEFORE UPDATE ON admin_audit_keys
+BEGIN SELECT RAISE(ABORT, 'an audit pseudonym key never changes'); END;
+CREATE TABLE IF NOT EXISTS admin_audit_pseudonyms (
+    pseudonym TEXT PRIMARY KEY,
+    org TEXT NOT NULL,
+    clear TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS admin_audit_pseudonyms_clear ON admin_audit_pseudonyms (org, clear);
+";
+
+/// The trail's migrations, applied in order once each; version 1 creates
+/// only what is missing, so a trail from before migrations were recorded
+/// takes them as well.
+const MIGRATIONS: &[(i64, &str)] = &[(1, SCHEMA), (2, SCHEMA_V2_PRIVACY)];
 
 const COLUMNS: &str = "seq, at_ms, org, actor, action, target, outcome, detail, prev_hash, hash";
 
@@ -906,7 +1089,23 @@ impl AuditLog {
     fn init(mut conn: Connection) -> Result<Self> {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute_batch(SCHEMA)?;
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS admin_audit_migrations (version INTEGER PRIMARY KEY)",
+        )?;
+        for (version, sql) in MIGRATIONS {
+            let done: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM admin_audit_migrations WHERE version = ?1)",
+                [version],
+                |row| row.get(0),
+            )?;
+            if !done {
+                tx.execute_batch(sql)?;
+                tx.execute(
+                    "INSERT INTO admin_audit_migrations (version) VALUES (?1)",
+                    [version],
+                )?;
+            }
+        }
         tx.commit()?;
         Ok(Self::wrap(conn))
     }
@@ -925,47 +1124,289 @@ impl AuditLog {
         new.validate()?;
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let prev = last_entry(&tx)?;
-        let entry = Entry::after(&prev, new, at_ms);
-        let seq = i64::try_from(entry.seq).map_err(|_| Error::Full)?;
-        tx.execute(
-            &format!("INSERT INTO admin_audit ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
-            rusqlite::params![
-                seq,
-                entry.at_ms,
-                entry.org,
-                entry.actor,
-                entry.action,
-                entry.target,
-                entry.outcome.as_str(),
-                entry.detail.to_string(),
-                &entry.prev_hash[..],
-                &entry.hash[..],
-            ],
-        )?;
-        tx.execute(
-            "INSERT INTO admin_audit_head (id, seq, hash) VALUES (1, ?1, ?2)
-             ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
-            rusqlite::params![seq, &entry.hash[..]],
-        )?;
+        let entry = append_in(&tx, new, at_ms)?;
         tx.commit()?;
         Ok(entry)
     }
 
-    /// The entries `filter` selects, oldest first.
+    /// Deletes the entries written before `before_ms`, oldest first, up to
+    /// the first entry at or after it, and records that in one write
+    /// transaction: the checkpoint (number and hash of the last deleted
+    /// entry) moves forward, the entries at or below it go, and an
+    /// [`RETENTION_ACTION`] entry of organisation `org` naming the
+    /// checkpoint is appended, written at `now_ms`. Returns the checkpoint,
+    /// how many entries went and the new entry; `None` when nothing was old
+    /// enough.
+    pub fn expire_before(
+        &self,
+        before_ms: i64,
+        org: &str,
+        now_ms: i64,
+    ) -> Result<Option<(Checkpoint, u64, Entry)>> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let first_kept: Option<i64> = tx.query_row(
+            "SELECT MIN(seq) FROM admin_audit WHERE at_ms >= ?1",
+            [before_ms],
+            |row| row.get(0),
+        )?;
+        let through: Option<i64> = match first_kept {
+            Some(kept) => tx.query_row(
+                "SELECT MAX(seq) FROM admin_audit WHERE seq < ?1",
+                [kept],
+                |row| row.get(0),
+            )?,
+            None => tx.query_row("SELECT MAX(seq) FROM admin_audit", [], |row| row.get(0))?,
+        };
+        let Some(through) = through else {
+            return Ok(None);
+        };
+        let hash = tx
+            .query_row(
+                "SELECT hash FROM admin_audit WHERE seq = ?1",
+                [through],
+                |row| Ok(blob32(row, 0)),
+            )?
+            .ok_or(Error::Malformed {
+                seq: through,
+                what: "hash",
+            })?;
+        let checkpoint = Checkpoint {
+            through_seq: u64::try_from(through).map_err(|_| Error::Malformed {
+                seq: through,
+                what: "seq",
+            })?,
+            hash,
+            at_ms: now_ms,
+        };
+        tx.execute(
+            "INSERT INTO admin_audit_checkpoint (id, through_seq, hash, at_ms) VALUES (1, ?1, ?2, ?3)
+             ON CONFLICT (id) DO UPDATE SET through_seq = excluded.through_seq, hash = excluded.hash, at_ms = excluded.at_ms",
+            rusqlite::params![through, &hash[..], now_ms],
+        )?;
+        let deleted = tx.execute("DELETE FROM admin_audit WHERE seq <= ?1", [through])?;
+        let record = NewEntry {
+            org: org.to_owned(),
+            actor: "system".to_owned(),
+            action: RETENTION_ACTION.to_owned(),
+            target: "-".to_owned(),
+            outcome: Outcome::Done,
+            detail: serde_json::json!({
+                "through_seq": checkpoint.through_seq,
+                "checkpoint_hash": hex::encode(hash),
+                "deleted": deleted,
+                "before": rfc3339_ms(before_ms),
+            }),
+        };
+        record.validate()?;
+        let entry = append_in(&tx, record, now_ms)?;
+        tx.commit()?;
+        Ok(Some((
+            checkpoint,
+            u64::try_from(deleted).unwrap_or(u64::MAX),
+            entry,
+        )))
+    }
+
+    /// The retention checkpoint, if retention has deleted entries.
+    pub fn checkpoint(&self) -> Result<Option<Checkpoint>> {
+        let conn = self.lock();
+        match stored_checkpoint(&conn)? {
+            StoredCheckpoint::Found(checkpoint) => Ok(Some(checkpoint)),
+            StoredCheckpoint::Missing => Ok(None),
+            StoredCheckpoint::Malformed => Err(Error::Malformed {
+                seq: 0,
+                what: "checkpoint",
+            }),
+        }
+    }
+
+    // --- pseudonyms ---------------------------------------------------------
+
+    /// The sealed pseudonym key of `org`, if one was stored.
+    pub fn sealed_key(&self, org: &str) -> Result<Option<Vec<u8>>> {
+        let conn = self.lock();
+        Ok(conn
+            .query_row(
+                "SELECT sealed FROM admin_audit_keys WHERE org = ?1",
+                [org],
+                |row| row.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Stores `sealed` as `org`'s pseudonym key unless it has one, and
+    /// returns the one stored (so two first writers agree on one key).
+    pub fn keep_sealed_key(&self, org: &str, sealed: &[u8], now_ms: i64) -> Result<Vec<u8>> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO admin_audit_keys (org, sealed, created_at_ms) VALUES (?1, ?2, ?3) ON CONFLICT (org) DO NOTHING",
+            rusqlite::params![org, sealed, now_ms],
+        )?;
+        let stored = tx.query_row(
+            "SELECT sealed FROM admin_audit_keys WHERE org = ?1",
+            [org],
+            |row| row.get(0),
+        )?;
+        tx.commit()?;
+        Ok(stored)
+    }
+
+    /// Records that `pseudonym` stands for `clear` in `org`.
+    pub fn remember(&self, org: &str, pseudonym: &str, clear: &str) -> Result<()> {
+        let conn = self.lock();
+        conn.execute(
+            "INSERT INTO admin_audit_pseudonyms (pseudonym, org, clear) VALUES (?1, ?2, ?3) ON CONFLICT (pseudonym) DO NOTHING",
+            rusqlite::params![pseudonym, org, clear],
+        )?;
+        Ok(())
+    }
+
+    /// Erasure: deletes the mapping of `clear` (and of `pseudonyms`, which
+    /// may stand for other personal data of the same person) in `org`, so
+    /// the trail names them only by pseudonym from now on. Returns how
+    /// many mapping rows went.
+    pub fn forget(&self, org: &str, clear: &str, pseudonyms: &[String]) -> Result<usize> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut n = tx.execute(
+            "DELETE FROM admin_audit_pseudonyms WHERE org = ?1 AND clear = ?2",
+            [org, clear],
+        )?;
+        for pseudonym in pseudonyms {
+            n += tx.execute(
+                "DELETE FROM admin_audit_pseudonyms WHERE org = ?1 AND pseudonym = ?2",
+                [org, pseudonym.as_str()],
+            )?;
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// The clear values of the pseudonyms in `entries` that the mapping
+    /// still holds.
+    pub fn names(&self, entries: &[Entry]) -> Result<Names> {
+        let wanted: Vec<String> = entries
+            .iter()
+            .flat_map(pseudonyms_in)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        self.names_of(&wanted)
+    }
+
+    /// The clear values of `wanted` that the mapping still holds.
+    pub fn names_of(&self, wanted: &[String]) -> Result<Names> {
+        let mut names = Names::new();
+        if wanted.is_empty() {
+            return Ok(names);
+        }
+        let conn = self.lock();
+        if !table_exists(&conn, "admin_audit_pseudonyms")? {
+            return Ok(names);
+        }
+        let mut stmt =
+            conn.prepare_cached("SELECT clear FROM admin_audit_pseudonyms WHERE pseudonym = ?1")?;
+        for pseudonym in wanted {
+            if let Some(clear) = stmt
+                .query_row([pseudonym], |row| row.get::<_, String>(0))
+                .optional()?
+            {
+                names.insert(pseudonym.clone(), clear);
+            }
+        }
+        Ok(names)
+    }
+
+    /// Every entry of `org` that concerns `clear`: as actor or target, in
+    /// clear or under its pseudonym `pseudonym`, or named anywhere in the
+    /// detail; oldest first, at most [`QUERY_LIMIT_MAX`].
+    pub fn concerning(&self, org: &str, clear: &str, pseudonym: &str) -> Result<Vec<Entry>> {
+        let conn = self.lock();
+        let quoted = |text: &str| Value::String(text.to_owned()).to_string();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM admin_audit WHERE org = ?1 AND (
+                actor IN (?2, ?3) OR target IN (?2, ?3)
+                OR instr(target, ?3) > 0 OR instr(detail, ?4) > 0 OR instr(detail, ?5) > 0)
+             ORDER BY seq LIMIT ?6"
+        ))?;
+        let limit = i64::try_from(QUERY_LIMIT_MAX).unwrap_or(i64::MAX);
+        let mut rows = stmt.query(rusqlite::params![
+            org,
+            clear,
+            pseudonym,
+            quoted(clear),
+            pseudonym,
+            limit
+        ])?;
+        let mut entries = Vec::new();
+        while let Some(row) = rows.next()? {
+            entries.push(
+                decode(row).map_err(|Malformed { seq, what }| Error::Malformed { seq, what })?,
+            );
+        }
+        Ok(entries)
+    }
+}
+
+/// Appends `new` inside `tx`: reads the last entry (or the checkpoint),
+/// inserts the new entry and moves the head.
+fn append_in(tx: &rusqlite::Transaction<'_>, new: NewEntry, at_ms: i64) -> Result<Entry> {
+    let prev = last_entry(tx)?;
+    let entry = Entry::after(&prev, new, at_ms);
+    let seq = i64::try_from(entry.seq).map_err(|_| Error::Full)?;
+    tx.execute(
+        &format!(
+            "INSERT INTO admin_audit ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        ),
+        rusqlite::params![
+            seq,
+            entry.at_ms,
+            entry.org,
+            entry.actor,
+            entry.action,
+            entry.target,
+            entry.outcome.as_str(),
+            entry.detail.to_string(),
+            &entry.prev_hash[..],
+            &entry.hash[..],
+        ],
+    )?;
+    tx.execute(
+        "INSERT INTO admin_audit_head (id, seq, hash) VALUES (1, ?1, ?2)
+             ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+        rusqlite::params![seq, &entry.hash[..]],
+    )?;
+    Ok(entry)
+}
+
+impl AuditLog {
+    /// The entries `filter` selects, oldest first. An actor or target
+    /// filter matches the value in clear (entries from before
+    /// pseudonymisation) and the pseudonym the mapping holds for it.
     pub fn query(&self, filter: &Filter) -> Result<Vec<Entry>> {
         filter.validate()?;
         let mut sql = format!("SELECT {COLUMNS} FROM admin_audit WHERE 1 = 1");
         let mut args: Vec<SqlValue> = Vec::new();
+        let conn = self.lock();
+        let mapped = table_exists(&conn, "admin_audit_pseudonyms")?;
         let texts = [
-            (" AND org = ?", &filter.org),
-            (" AND actor = ?", &filter.actor),
-            (" AND action = ?", &filter.action),
-            (" AND target = ?", &filter.target),
+            ("org", &filter.org, false),
+            ("actor", &filter.actor, mapped),
+            ("action", &filter.action, false),
+            ("target", &filter.target, mapped),
         ];
-        for (clause, value) in texts {
+        for (column, value, pseudonymised) in texts {
             if let Some(value) = value {
-                sql.push_str(clause);
+                if pseudonymised {
+                    sql.push_str(&format!(
+                        " AND ({column} = ? OR {column} IN (SELECT pseudonym FROM admin_audit_pseudonyms WHERE clear = ?))"
+                    ));
+                    args.push(SqlValue::Text(value.clone()));
+                } else {
+                    sql.push_str(&format!(" AND {column} = ?"));
+                }
                 args.push(SqlValue::Text(value.clone()));
             }
         }
@@ -991,7 +1432,6 @@ impl AuditLog {
             i64::try_from(filter.limit).unwrap_or(i64::MAX),
         ));
 
-        let conn = self.lock();
         let mut stmt = conn.prepare(&sql)?;
         let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
         let mut entries = Vec::new();
@@ -1010,20 +1450,46 @@ impl AuditLog {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         let head = stored_head(&tx)?;
-        let mut verifier = Verifier::new();
+        let checkpoint = stored_checkpoint(&tx)?;
+        let mut verifier = match checkpoint {
+            StoredCheckpoint::Found(checkpoint) => Verifier::after_checkpoint(checkpoint),
+            StoredCheckpoint::Missing => Verifier::new(),
+            StoredCheckpoint::Malformed => {
+                let mut verifier = Verifier::new();
+                verifier.problem = Some(Problem::MalformedCheckpoint);
+                verifier
+            }
+        };
+        // A checkpoint must be named by the retention entry written with
+        // it; one written by hand (to hide deleted entries) is not.
+        let mut attested = !matches!(checkpoint, StoredCheckpoint::Found(_));
         {
             let mut stmt =
                 tx.prepare(&format!("SELECT {COLUMNS} FROM admin_audit ORDER BY seq"))?;
             let mut rows = stmt.query([])?;
             while let Some(row) = rows.next()? {
                 let intact = match decode(row) {
-                    Ok(entry) => verifier.push(&entry),
+                    Ok(entry) => {
+                        if let StoredCheckpoint::Found(checkpoint) = &checkpoint
+                            && attests(&entry, checkpoint)
+                        {
+                            attested = true;
+                        }
+                        verifier.push(&entry)
+                    }
                     Err(Malformed { seq, what }) => verifier.push_malformed(seq, what),
                 };
                 if !intact {
                     break;
                 }
             }
+        }
+        if !attested && let StoredCheckpoint::Found(checkpoint) = &checkpoint {
+            verifier
+                .problem
+                .get_or_insert(Problem::UnattestedCheckpoint {
+                    through_seq: checkpoint.through_seq,
+                });
         }
         // A missing head row reads as the empty trail's head, so a trail
         // with entries but no head is reported as running past it.
@@ -1102,7 +1568,52 @@ fn stored_head(conn: &Connection) -> Result<StoredHead> {
     })
 }
 
-/// The number and hash of the last stored entry.
+/// What the checkpoint row holds.
+#[derive(Clone, Copy)]
+enum StoredCheckpoint {
+    Found(Checkpoint),
+    /// No row, or no table: retention never ran.
+    Missing,
+    /// A row whose values cannot be read back.
+    Malformed,
+}
+
+fn stored_checkpoint(conn: &Connection) -> Result<StoredCheckpoint> {
+    if !table_exists(conn, "admin_audit_checkpoint")? {
+        return Ok(StoredCheckpoint::Missing);
+    }
+    let row = conn
+        .query_row(
+            "SELECT through_seq, hash, at_ms FROM admin_audit_checkpoint WHERE id = 1",
+            [],
+            |row| Ok((integer(row, 0), blob32(row, 1), integer(row, 2))),
+        )
+        .optional()?;
+    Ok(match row {
+        None => StoredCheckpoint::Missing,
+        Some((Some(seq), Some(hash), Some(at_ms))) => match u64::try_from(seq) {
+            Ok(through_seq) => StoredCheckpoint::Found(Checkpoint {
+                through_seq,
+                hash,
+                at_ms,
+            }),
+            Err(_) => StoredCheckpoint::Malformed,
+        },
+        Some(_) => StoredCheckpoint::Malformed,
+    })
+}
+
+/// Whether `entry` is the retention record naming `checkpoint`.
+fn attests(entry: &Entry, checkpoint: &Checkpoint) -> bool {
+    entry.action == RETENTION_ACTION
+        && entry.seq > checkpoint.through_seq
+        && entry.detail.get("through_seq").and_then(Value::as_u64) == Some(checkpoint.through_seq)
+        && entry.detail.get("checkpoint_hash").and_then(Value::as_str)
+            == Some(hex::encode(checkpoint.hash).as_str())
+}
+
+/// The number and hash of the last stored entry; with no entry left, the
+/// retention checkpoint's (or the empty trail's).
 fn last_entry(conn: &Connection) -> Result<Head> {
     let row = conn
         .query_row(
@@ -1112,7 +1623,19 @@ fn last_entry(conn: &Connection) -> Result<Head> {
         )
         .optional()?;
     let Some((seq, hash)) = row else {
-        return Ok(Head::GENESIS);
+        return Ok(match stored_checkpoint(conn)? {
+            StoredCheckpoint::Found(checkpoint) => Head {
+                seq: checkpoint.through_seq,
+                hash: checkpoint.hash,
+            },
+            StoredCheckpoint::Missing => Head::GENESIS,
+            StoredCheckpoint::Malformed => {
+                return Err(Error::Malformed {
+                    seq: 0,
+                    what: "checkpoint",
+                });
+            }
+        });
     };
     let seq = seq.unwrap_or(0);
     let malformed = |what| Error::Malformed { seq, what };

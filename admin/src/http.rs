@@ -856,13 +856,28 @@ where
             limit: q.limit.unwrap_or(1000),
         };
         let entries = admin.audit_entries(&p, filter).await?;
-        match q.format.as_deref().unwrap_or("json") {
-            "json" => Ok(ok(serde_json::json!({ "entries": entries }))),
+        // Pseudonyms are resolved beside the entries, which stay as stored
+        // and so verifiable; syslog lines keep them (below).
+        let format = q.format.as_deref().unwrap_or("json");
+        let names = if format == "syslog" {
+            audit::Names::new()
+        } else {
+            admin.audit_names(entries.clone()).await?
+        };
+        match format {
+            "json" => Ok(ok(
+                serde_json::json!({ "entries": entries, "names": names }),
+            )),
             "jsonl" => {
-                let body: String = entries.iter().map(|e| audit::json_line(e) + "\n").collect();
+                let body: String = entries
+                    .iter()
+                    .map(|e| audit::json_line_named(e, &names) + "\n")
+                    .collect();
                 Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
             }
             "syslog" => {
+                // Syslog lines go to a collector off the host, where erasure
+                // cannot reach: they carry pseudonyms only.
                 let host = admin.config().org_id.clone();
                 let body: String = entries
                     .iter()

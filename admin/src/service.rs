@@ -53,6 +53,14 @@ pub struct AdminConfig {
     pub activity_retention: Duration,
     /// Archive requests and their sealed parts are kept this long.
     pub archive_retention: Duration,
+    /// Audit entries are kept this long; `None` keeps them for ever. The
+    /// oldest go behind a checkpoint the trail verifies from.
+    pub audit_retention: Option<Duration>,
+    /// The key that seals each organisation's audit pseudonym key at rest
+    /// (`kontor serve` passes the deployment's KEK, which seals the CA keys
+    /// too). [`AdminConfig::new`] makes a random one, which suits only a
+    /// database that lives no longer than the process.
+    pub pseudonym_kek: kontor_provisioning::Kek,
     /// The pause.
     pub login_window: Duration,
     /// Most lines in one CSV import.
@@ -72,6 +80,12 @@ impl AdminConfig {
             login_failures_max: 5,
             activity_retention: Duration::from_secs(400 * 24 * 3600),
             archive_retention: Duration::from_secs(90 * 24 * 3600),
+            audit_retention: None,
+            pseudonym_kek: {
+                let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+                auth::fill_random(&mut bytes[..]);
+                kontor_provisioning::Kek::from_bytes(*bytes)
+            },
             login_window: Duration::from_secs(15 * 60),
             import_rows_max: 10_000,
         }
@@ -206,6 +220,17 @@ pub struct BulkResult {
     pub detail: Option<serde_json::Value>,
 }
 
+/// What one retention run deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Expired {
+    /// Activity count rows (one per user and day).
+    pub activity_rows: usize,
+    /// Archive requests, with their devices and sealed parts.
+    pub archives: usize,
+    /// Audit entries, now behind the checkpoint.
+    pub audit_entries: u64,
+}
+
 fn now_ms() -> i64 {
     i64::try_from(
         std::time::SystemTime::now()
@@ -233,6 +258,11 @@ pub struct Admin<P, S, B> {
     /// Bounds concurrent argon2 runs (19 MiB each), so a burst of sign-ins
     /// cannot exhaust memory.
     hashing: tokio::sync::Semaphore,
+    /// Each organisation's audit pseudonym key, opened once.
+    pseudonym_keys: std::sync::Mutex<HashMap<String, zeroize::Zeroizing<[u8; 32]>>>,
+    /// Pseudonyms erased since start, which late events (a revocation
+    /// reported after the removal) must not map back to the clear id.
+    erased: std::sync::Mutex<BTreeSet<String>>,
     config: AdminConfig,
 }
 
@@ -273,8 +303,13 @@ where
             policy,
             limiter,
             hashing: tokio::sync::Semaphore::new(4),
+            pseudonym_keys: std::sync::Mutex::new(HashMap::new()),
+            erased: std::sync::Mutex::new(BTreeSet::new()),
             config,
         };
+        // Opens (or creates) the organisation's pseudonym key now, so a
+        // wrong KEK stops the start instead of the first audited action.
+        admin.pseudonym_key(&admin.config.org_id).await?;
         admin.refresh_policy().await?;
         Ok(admin)
     }
@@ -289,11 +324,14 @@ where
         &self.config
     }
 
-    /// Drops what its retention period has passed (activity counts, archives),
-    /// recording the run in the audit trail when it dropped anything.
-    pub async fn expire(&self, now_ms: i64) -> Result<(usize, usize)> {
-        let before_day = day_of(now_ms - ms(self.config.activity_retention));
-        let archives_before = now_ms - ms(self.config.archive_retention);
+    /// Drops what its retention period has passed: activity counts,
+    /// archives and, when a retention is set, audit entries (behind a
+    /// checkpoint, recorded by an `audit.retention` entry in the same
+    /// transaction). A run that dropped counts or archives is recorded as
+    /// `retention.expire`.
+    pub async fn expire(&self, now_ms: i64) -> Result<Expired> {
+        let before_day = day_of(now_ms.saturating_sub(ms(self.config.activity_retention)));
+        let archives_before = now_ms.saturating_sub(ms(self.config.archive_retention));
         let (counts, archives) = self
             .store
             .expire(before_day.clone(), archives_before)
@@ -310,7 +348,131 @@ where
             )
             .await?;
         }
-        Ok((counts, archives))
+        let mut audit_entries = 0;
+        if let Some(retention) = self.config.audit_retention {
+            let before = now_ms.saturating_sub(ms(retention));
+            let (audit, org) = (self.audit.clone(), self.config.org_id.clone());
+            let run =
+                tokio::task::spawn_blocking(move || audit.expire_before(before, &org, now_ms))
+                    .await
+                    .map_err(|e| Error::Audit(e.to_string()))??;
+            if let Some((checkpoint, deleted, _)) = run {
+                tracing::info!(
+                    through_seq = checkpoint.through_seq,
+                    deleted,
+                    "audit entries past their retention deleted"
+                );
+                audit_entries = deleted;
+            }
+        }
+        Ok(Expired {
+            activity_rows: counts,
+            archives,
+            audit_entries,
+        })
+    }
+
+    // --- pseudonyms ----------------------------------------------------------
+
+    /// The pseudonym a personal datum (a user id) of `org` goes into the
+    /// audit trail under, remembered in the mapping so reads can show the
+    /// clear value until the person is erased.
+    pub async fn pseudonym(&self, org: &str, clear: &str) -> Result<String> {
+        let key = self.pseudonym_key(org).await?;
+        let pseudonym = crate::audit::pseudonym(&key, clear);
+        let (audit, org, p, clear) = (
+            self.audit.clone(),
+            org.to_owned(),
+            pseudonym.clone(),
+            clear.to_owned(),
+        );
+        tokio::task::spawn_blocking(move || audit.remember(&org, &p, &clear))
+            .await
+            .map_err(|e| Error::Audit(e.to_string()))??;
+        Ok(pseudonym)
+    }
+
+    /// The pseudonym of a user named by an event (a device's request, a
+    /// relay refusal): remembered only while the user is in the
+    /// directory, so an event arriving after erasure does not bring the
+    /// clear id back.
+    async fn event_pseudonym(&self, org: &str, user: &str) -> Result<String> {
+        if user == "-" {
+            return Ok(user.to_owned());
+        }
+        let pseudonym = crate::audit::pseudonym(&*self.pseudonym_key(org).await?, user);
+        let erased = self
+            .erased
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&pseudonym);
+        if !erased && self.store.user_anywhere(user).await?.is_some() {
+            self.pseudonym(org, user).await
+        } else {
+            Ok(pseudonym)
+        }
+    }
+
+    /// Pseudonyms of several users, in order.
+    async fn pseudonyms(&self, org: &str, users: &[String]) -> Result<Vec<String>> {
+        let mut out = Vec::with_capacity(users.len());
+        for user in users {
+            out.push(self.pseudonym(org, user).await?);
+        }
+        Ok(out)
+    }
+
+    /// `org`'s audit pseudonym key: opened from its sealed form, or made,
+    /// sealed under the KEK and stored on first use.
+    async fn pseudonym_key(&self, org: &str) -> Result<zeroize::Zeroizing<[u8; 32]>> {
+        if let Some(key) = self
+            .pseudonym_keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(org)
+        {
+            return Ok(key.clone());
+        }
+        let (audit, kek, org_id) = (
+            self.audit.clone(),
+            self.config.pseudonym_kek.clone(),
+            org.to_owned(),
+        );
+        let key = tokio::task::spawn_blocking(move || -> Result<zeroize::Zeroizing<[u8; 32]>> {
+            let label = format!("audit-pseudonym:{org_id}");
+            let sealed = match audit.sealed_key(&org_id)? {
+                Some(sealed) => sealed,
+                None => {
+                    let mut fresh = zeroize::Zeroizing::new([0u8; 32]);
+                    auth::fill_random(&mut fresh[..]);
+                    let sealed = kontor_provisioning::keystore::seal(
+                        &kek,
+                        &label,
+                        &fresh[..],
+                        &mut rand::rng(),
+                    );
+                    audit.keep_sealed_key(&org_id, &sealed, now_ms())?
+                }
+            };
+            let opened =
+                kontor_provisioning::keystore::open(&kek, &label, &sealed).map_err(|_| {
+                    Error::Audit(
+                    "the audit pseudonym key cannot be opened with this KEK (was the KEK changed?)"
+                        .into(),
+                )
+                })?;
+            let key: [u8; 32] = opened.as_slice().try_into().map_err(|_| {
+                Error::Audit("the stored audit pseudonym key has the wrong length".into())
+            })?;
+            Ok(zeroize::Zeroizing::new(key))
+        })
+        .await
+        .map_err(|e| Error::Audit(e.to_string()))??;
+        self.pseudonym_keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(org.to_owned(), key.clone());
+        Ok(key)
     }
 
     /// Writes the policy's events: refusals to the audit trail, message
@@ -340,18 +502,24 @@ where
             }
             for r in refusals {
                 let org = self.org_of(&r.from_user).await;
-                let detail = serde_json::json!({ "what": r.what, "to": r.to_user });
-                if let Err(e) = self
-                    .write_audit(
+                let written = async {
+                    let from = self.event_pseudonym(&org, &r.from_user).await?;
+                    let to = match &r.to_user {
+                        Some(to) => Some(self.event_pseudonym(&org, to).await?),
+                        None => None,
+                    };
+                    let detail = serde_json::json!({ "what": r.what, "to": to });
+                    self.write_audit(
                         &org,
-                        &r.from_user,
+                        &from,
                         "relay.refused",
-                        r.to_user.as_deref().unwrap_or("-"),
+                        to.as_deref().unwrap_or("-"),
                         Outcome::Refused,
                         detail,
                     )
                     .await
-                {
+                };
+                if let Err(e) = written.await {
                     tracing::error!(error = %e, "a refusal was not written to the audit trail");
                 }
             }
@@ -385,8 +553,15 @@ where
                     {
                         tracing::error!(error = %e, "an enrolled user was not added to the directory");
                     }
-                    let actor = a.user_id.clone().unwrap_or_else(|| "-".into());
-                    let org = self.org_of(&actor).await;
+                    let user = a.user_id.clone().unwrap_or_else(|| "-".into());
+                    let org = self.org_of(&user).await;
+                    let actor = match self.event_pseudonym(&org, &user).await {
+                        Ok(actor) => actor,
+                        Err(e) => {
+                            tracing::error!(error = %e, "a provisioning event was not written to the audit trail");
+                            continue;
+                        }
+                    };
                     let (outcome, action) = if a.outcome == "accepted" {
                         (Outcome::Done, format!("device.{}", a.kind))
                     } else {
@@ -406,16 +581,21 @@ where
                     reason,
                 } => {
                     let org = self.org_of(&user).await;
-                    let detail = serde_json::json!({ "serial": serial.to_string(), "user": user, "reason": reason });
-                    self.write_audit(
-                        &org,
-                        "provisioning",
-                        "certificate.revoke",
-                        &device.to_string(),
-                        Outcome::Done,
-                        detail,
-                    )
-                    .await
+                    match self.event_pseudonym(&org, &user).await {
+                        Ok(user) => {
+                            let detail = serde_json::json!({ "serial": serial.to_string(), "user": user, "reason": reason });
+                            self.write_audit(
+                                &org,
+                                "provisioning",
+                                "certificate.revoke",
+                                &device.to_string(),
+                                Outcome::Done,
+                                detail,
+                            )
+                            .await
+                        }
+                        Err(e) => Err(e),
+                    }
                 }
             };
             if let Err(e) = written {
@@ -503,7 +683,7 @@ where
             Ok(_) => (Outcome::Done, serde_json::json!({})),
             Err(e) => (
                 Outcome::Failed,
-                serde_json::json!({ "error": e.code(), "message": e.to_string() }),
+                serde_json::json!({ "error": e.code(), "message": self.scrub(e.to_string(), target).await }),
             ),
         };
         if let Err(e) = self
@@ -513,6 +693,31 @@ where
             tracing::error!(error = %e, action, "the outcome of an admin action was not written to the audit trail");
         }
         result
+    }
+
+    /// An error message for the trail with the clear values of the
+    /// target's pseudonyms replaced by the pseudonyms (a message like
+    /// "user anna@… is not on the allow-list" must not keep her id past
+    /// erasure).
+    async fn scrub(&self, mut message: String, target: &str) -> String {
+        let pseudonyms: Vec<String> = target
+            .split(',')
+            .filter(|p| crate::audit::is_pseudonym(p))
+            .map(str::to_owned)
+            .collect();
+        if pseudonyms.is_empty() {
+            return message;
+        }
+        let audit = self.audit.clone();
+        let names = tokio::task::spawn_blocking(move || audit.names_of(&pseudonyms))
+            .await
+            .ok()
+            .and_then(|names| names.ok())
+            .unwrap_or_default();
+        for (pseudonym, clear) in names {
+            message = message.replace(&clear, &pseudonym);
+        }
+        message
     }
 
     /// The audit trail of the caller's organisation.
@@ -527,6 +732,15 @@ where
             .await
             .map_err(|e| Error::Audit(e.to_string()))??;
         Ok(entries)
+    }
+
+    /// The clear values of the pseudonyms in `entries` (of the caller's
+    /// organisation) that are not erased.
+    pub async fn audit_names(&self, entries: Vec<Entry>) -> Result<crate::audit::Names> {
+        let audit = self.audit.clone();
+        Ok(tokio::task::spawn_blocking(move || audit.names(&entries))
+            .await
+            .map_err(|e| Error::Audit(e.to_string()))??)
     }
 
     /// Refuses unless the caller's role allows `permission`; a refusal is
@@ -993,19 +1207,23 @@ where
     }
 
     /// Every personal datum Kontor's server holds about a user, as JSON
-    /// (DSGVO Art. 15 and 20): the directory entry, every device and
+    /// (DSGVO Art. 15 and 20): the directory entry (administration and
+    /// enrollment), user-level restrictions and allow-list entry,
+    /// invitation tokens and enrollment attempts, every device and
     /// certificate ever issued, device state, group memberships, activity
-    /// counts, wipes, archive requests naming them, and the audit entries
-    /// where they are actor or target. Message content is not there: the
-    /// server never holds it. The export itself is audited.
+    /// counts, wipes, archive requests naming them and their devices, and
+    /// every audit entry by, about or naming them, pseudonyms resolved.
+    /// Message content is not there: the server never holds it. The export
+    /// itself is audited.
     pub async fn export_user(&self, p: &Principal, user_id: &str) -> Result<serde_json::Value> {
         self.require(p, Permission::RemoveUser).await?;
         let row = self.user_row(p, user_id).await?;
+        let pseudonym = self.pseudonym(&p.org, user_id).await?;
         self.write_audit(
             &p.org,
             &p.login,
             "user.export",
-            user_id,
+            &pseudonym,
             Outcome::Done,
             serde_json::json!({}),
         )
@@ -1063,25 +1281,73 @@ where
                 archives.push(serde_json::json!({ "id": a.id, "from_ms": a.from_ms, "to_ms": a.to_ms, "requested_by": a.requested_by }));
             }
         }
-        let mut audit = Vec::new();
-        for by in ["actor", "target"] {
-            let filter = Filter {
-                org: Some(p.org.clone()),
-                actor: (by == "actor").then(|| user_id.to_owned()),
-                target: (by == "target").then(|| user_id.to_owned()),
-                limit: crate::audit::QUERY_LIMIT_MAX,
-                ..Filter::default()
-            };
-            let log = self.audit.clone();
-            let entries = tokio::task::spawn_blocking(move || log.query(&filter))
-                .await
-                .map_err(|e| Error::Audit(e.to_string()))??;
-            audit.extend(
-                entries
-                    .into_iter()
-                    .map(|e| serde_json::to_value(e).unwrap_or_default()),
-            );
+        let mut archive_devices = Vec::new();
+        for id in self.store.archive_ids(&p.org).await? {
+            if let Some((a, devices)) = self.store.archive(&p.org, &id).await? {
+                for (device, user, command) in devices {
+                    if user == user_id {
+                        archive_devices.push(serde_json::json!({ "archive": a.id, "device": device, "command": command }));
+                    }
+                }
+            }
         }
+        let tokens: Vec<serde_json::Value> = self
+            .prov
+            .list_tokens()
+            .await?
+            .into_iter()
+            .filter(|t| t.binding == "user" && t.bound_to == user_id)
+            .map(|t| serde_json::to_value(&t).unwrap_or_default())
+            .collect();
+        let attempts: Vec<serde_json::Value> = self
+            .prov
+            .store()
+            .attempts()
+            .await?
+            .into_iter()
+            .filter(|a| a.user_id.as_deref() == Some(user_id))
+            .map(|a| {
+                serde_json::json!({
+                    "at": a.at, "kind": a.kind, "outcome": a.outcome, "token_id": a.token_id,
+                    "device_id": a.device_id, "serial": a.serial,
+                })
+            })
+            .collect();
+        let directory_entry = self.prov.store().user(user_id).await?.map(|u| {
+            serde_json::json!({ "department": u.department, "status": format!("{:?}", u.status).to_lowercase() })
+        });
+        let user_restrictions: Vec<serde_json::Value> = self
+            .store
+            .restrictions(&p.org)
+            .await?
+            .into_iter()
+            .filter(|(scope, id, _)| *scope == Scope::User && id == user_id)
+            .map(|(_, _, settings)| serde_json::to_value(settings).unwrap_or_default())
+            .collect();
+        let on_allow_list = self
+            .store
+            .allow_list(&p.org)
+            .await?
+            .iter()
+            .any(|e| e == user_id);
+        // Entries by or about the user, in clear (before pseudonyms) or
+        // under the pseudonym, with the pseudonyms resolved.
+        let (log, org, clear) = (self.audit.clone(), p.org.clone(), user_id.to_owned());
+        let audit = tokio::task::spawn_blocking(move || -> crate::audit::Result<_> {
+            let entries = log.concerning(&org, &clear, &pseudonym)?;
+            let names = log.names(&entries)?;
+            Ok(entries
+                .iter()
+                .map(|e| {
+                    serde_json::from_str::<serde_json::Value>(&crate::audit::json_line_named(
+                        e, &names,
+                    ))
+                    .unwrap_or_default()
+                })
+                .collect::<Vec<_>>())
+        })
+        .await
+        .map_err(|e| Error::Audit(e.to_string()))??;
         let restrictions = self.effective_for(&p.org, &row).await?;
         Ok(serde_json::json!({
             "user": {
@@ -1089,12 +1355,18 @@ where
                 "status": row.status, "created_at_ms": row.created_at_ms, "organisation": row.org,
             },
             "effective_restrictions": directory::restriction_keys(&restrictions),
+            "user_restrictions": user_restrictions,
+            "on_allow_list": on_allow_list,
+            "enrollment_directory": directory_entry,
+            "enrollment_tokens": tokens,
+            "enrollment_attempts": attempts,
             "certificates": certificates,
             "devices": devices,
             "groups": groups,
             "activity": activity,
             "wipes": wipes,
             "archive_requests": archives,
+            "archive_devices": archive_devices,
             "audit_entries": audit,
             "not_held": "message and file contents (end-to-end encrypted; the server has no keys), contacts, phone numbers",
         }))
@@ -1198,7 +1470,8 @@ where
             created_at_ms: now_ms(),
         };
         let detail = serde_json::json!({ "department": department });
-        self.act(p, "user.create", user_id, detail, async {
+        let target = self.pseudonym(&p.org, user_id).await?;
+        self.act(p, "user.create", &target, detail, async {
             self.store.insert_users(vec![row.clone()]).await?;
             self.mirror(user_id, department, false).await?;
             self.refresh_policy().await
@@ -1217,7 +1490,8 @@ where
         self.require(p, Permission::ManagePolicy).await?;
         directory::check_name("display name", display_name)?;
         self.user_row(p, user_id).await?;
-        self.act(p, "user.rename", user_id, serde_json::json!({}), async {
+        let target = self.pseudonym(&p.org, user_id).await?;
+        self.act(p, "user.rename", &target, serde_json::json!({}), async {
             self.store
                 .rename_user(&p.org, user_id, display_name)
                 .await?;
@@ -1342,7 +1616,8 @@ where
         self.check_admitted(&p.org, &req.user_id, department.as_deref())
             .await?;
         let detail = serde_json::json!({ "department": department, "devices": devices });
-        self.act(p, "user.invite", &req.user_id, detail, async {
+        let target = self.pseudonym(&p.org, &req.user_id).await?;
+        self.act(p, "user.invite", &target, detail, async {
             if existing.is_none() {
                 self.store
                     .insert_users(vec![UserRow {
@@ -1435,7 +1710,7 @@ where
         } else {
             "user.unblock"
         };
-        let target = users.join(",");
+        let target = self.pseudonyms(&p.org, users).await?.join(",");
         self.act(
             p,
             action,
@@ -1476,7 +1751,8 @@ where
         let rows = self.rows_of(p, users).await?;
         self.check_department(&p.org, department).await?;
         let detail = serde_json::json!({ "department": department });
-        self.act(p, "user.move", &users.join(","), detail, async {
+        let target = self.pseudonyms(&p.org, users).await?.join(",");
+        self.act(p, "user.move", &target, detail, async {
             let changes = rows
                 .iter()
                 .map(|r| (r.user_id.clone(), r.status, department.map(str::to_owned)))
@@ -1492,13 +1768,17 @@ where
         .await
     }
 
-    /// Removes a user: certificates revoked, queues dropped, group
-    /// memberships and invitations ended, administrative data erased. The
-    /// audit trail keeps what was done.
+    /// Removes and erases a user (DSGVO Art. 17): certificates revoked,
+    /// queues dropped, group memberships and invitations ended, the
+    /// directory entry, activity counts, user restrictions, allow-list
+    /// entry and wipe records deleted, and the audit trail's mapping from
+    /// the user's pseudonym to the clear id deleted, so the trail keeps
+    /// what was done under `pseudonym:<hex>` only.
     pub async fn remove_user(&self, p: &Principal, user_id: &str) -> Result<()> {
         self.require(p, Permission::RemoveUser).await?;
         let row = self.user_row(p, user_id).await?;
-        self.act(p, "user.remove", user_id, serde_json::json!({}), async {
+        let target = self.pseudonym(&p.org, user_id).await?;
+        self.act(p, "user.remove", &target, serde_json::json!({}), async {
             // Refused from now on, whatever follows.
             self.mirror(user_id, None, true).await?;
             let now = OffsetDateTime::now_utc();
@@ -1521,6 +1801,17 @@ where
                 self.relay.store().remove_member(group.id, user_id).await?;
             }
             self.store.erase_user(&row.org, user_id).await?;
+            // Erasure (DSGVO Art. 17): the trail keeps what was done, under
+            // the pseudonym only; its mapping to the clear id goes.
+            self.erased
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(target.clone());
+            let (audit, org, user) = (self.audit.clone(), row.org.clone(), user_id.to_owned());
+            let pseudonyms = vec![target.clone()];
+            tokio::task::spawn_blocking(move || audit.forget(&org, &user, &pseudonyms))
+                .await
+                .map_err(|e| Error::Audit(e.to_string()))??;
             self.refresh_policy().await
         })
         .await
@@ -1814,7 +2105,14 @@ where
         } else {
             "allow_list.remove"
         };
-        self.act(p, action, entry, serde_json::json!({}), async {
+        // A user id on the list is a personal datum; a domain or a
+        // department is not.
+        let target = if entry.starts_with('@') || entry.starts_with("department:") {
+            entry.to_owned()
+        } else {
+            self.pseudonym(&p.org, entry).await?
+        };
+        self.act(p, action, &target, serde_json::json!({}), async {
             let changed = self
                 .store
                 .set_allow_list_entry(&p.org, entry, present)
@@ -1913,20 +2211,20 @@ where
             Scope::User => vec![self.user_row(p, id).await?.user_id],
         };
         let detail = serde_json::json!({ "scope": scope, "settings": settings });
-        self.act(
-            p,
-            "restrictions.set",
-            &format!("{}:{id}", scope.as_str()),
-            detail,
-            async {
-                self.store
-                    .set_restrictions(&p.org, scope, id, settings.as_ref())
-                    .await?;
-                self.refresh_policy().await?;
-                self.push_policy(&p.org, &affected).await?;
-                Ok(affected.len())
-            },
-        )
+        // A user's restrictions name the user by pseudonym (the detail says
+        // the scope); other scopes keep `scope:id`.
+        let target = match scope {
+            Scope::User => self.pseudonym(&p.org, id).await?,
+            _ => format!("{}:{id}", scope.as_str()),
+        };
+        self.act(p, "restrictions.set", &target, detail, async {
+            self.store
+                .set_restrictions(&p.org, scope, id, settings.as_ref())
+                .await?;
+            self.refresh_policy().await?;
+            self.push_policy(&p.org, &affected).await?;
+            Ok(affected.len())
+        })
         .await
     }
 
@@ -2148,7 +2446,8 @@ where
     ) -> Result<serde_json::Value> {
         self.require(p, Permission::Wipe).await?;
         let (id, row) = self.device_user(p, device).await?;
-        let detail = serde_json::json!({ "user": row.user_id, "revoke_now": revoke_now });
+        let user = self.pseudonym(&p.org, &row.user_id).await?;
+        let detail = serde_json::json!({ "user": user, "revoke_now": revoke_now });
         let wipe = self
             .act(
                 p,
@@ -2176,16 +2475,22 @@ where
         }
         let detail = serde_json::json!({ "devices": certs.len(), "revoke_now": revoke_now });
         let wipes = self
-            .act(p, "user.wipe", user_id, detail, async {
-                let mut out = Vec::new();
-                for cert in &certs {
-                    out.push(
-                        self.wipe_one(p, cert.device_id, user_id, revoke_now)
-                            .await?,
-                    );
-                }
-                Ok(out)
-            })
+            .act(
+                p,
+                "user.wipe",
+                &self.pseudonym(&p.org, user_id).await?,
+                detail,
+                async {
+                    let mut out = Vec::new();
+                    for cert in &certs {
+                        out.push(
+                            self.wipe_one(p, cert.device_id, user_id, revoke_now)
+                                .await?,
+                        );
+                    }
+                    Ok(out)
+                },
+            )
             .await?;
         Ok(serde_json::json!({ "wipes": wipes, "devices": certs.len(), "state": "requested" }))
     }
@@ -2269,7 +2574,7 @@ where
             .await?
             .ok_or_else(|| Error::Conflict("no archive key set for the organisation".into()))?;
         let id = auth::new_id(16);
-        let detail = serde_json::json!({ "users": users, "from_ms": from_ms, "to_ms": to_ms });
+        let detail = serde_json::json!({ "users": self.pseudonyms(&p.org, users).await?, "from_ms": from_ms, "to_ms": to_ms });
         self.act(p, "archive.request", &id, detail, async {
             let payload = serde_json::json!({ "request": id, "from_ms": from_ms, "to_ms": to_ms, "archive_key": key });
             let mut devices = Vec::new();

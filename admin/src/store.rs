@@ -614,6 +614,10 @@ impl AdminStore {
                 "DELETE FROM admin_allow_list WHERE org = ?1 AND entry = ?2",
                 [&org, &user_id],
             )?;
+            tx.execute(
+                "DELETE FROM admin_wipes WHERE org = ?1 AND user_id = ?2",
+                [&org, &user_id],
+            )?;
             tx.commit()?;
             Ok(n > 0)
         })

@@ -318,16 +318,12 @@ where
         req: &ConfigurationRequest,
     ) -> Result<serde_json::Value> {
         req.device.validate()?;
+        // The trail names the user by pseudonym (erasable mapping).
+        let user = self.admin.pseudonym(&p.org, &req.user_id).await?;
         let detail =
-            serde_json::json!({ "user": req.user_id, "format": req.format, "device": req.device });
-        self.record(
-            p,
-            "emm.configuration",
-            &req.user_id,
-            Outcome::Requested,
-            detail,
-        )
-        .await?;
+            serde_json::json!({ "user": user, "format": req.format, "device": req.device });
+        self.record(p, "emm.configuration", &user, Outcome::Requested, detail)
+            .await?;
         let invitation = self
             .admin
             .invite(
@@ -372,7 +368,7 @@ where
         self.record(
             p,
             "emm.configuration",
-            &req.user_id,
+            &user,
             Outcome::Done,
             serde_json::json!({ "token": token_id }),
         )
@@ -493,8 +489,12 @@ where
                 targets.push((device, m.user_id.clone(), Some(m)));
             }
         }
+        let user = match &req.user_id {
+            Some(user) => Some(self.admin.pseudonym(&p.org, user).await?),
+            None => None,
+        };
         let detail = serde_json::json!({
-            "user_id": req.user_id, "device_id": req.device_id, "udid": req.udid,
+            "user_id": user, "device_id": req.device_id, "udid": req.udid,
             "serial": req.serial, "android_device": req.android_device, "devices": targets.len(),
         });
         self.record(p, "emm.wipe", "-", Outcome::Requested, detail)
@@ -516,14 +516,18 @@ where
                 mdm_command,
             });
         }
-        self.record(
-            p,
-            "emm.wipe",
-            "-",
-            Outcome::Done,
-            serde_json::to_value(&out).unwrap_or_default(),
-        )
-        .await?;
+        let mut recorded = serde_json::to_value(&out).unwrap_or_default();
+        if let Some(items) = recorded.as_array_mut() {
+            for item in items {
+                if let Some(user) = item.get_mut("user_id")
+                    && let Some(clear) = user.as_str()
+                {
+                    *user = serde_json::Value::String(self.admin.pseudonym(&p.org, clear).await?);
+                }
+            }
+        }
+        self.record(p, "emm.wipe", "-", Outcome::Done, recorded)
+            .await?;
         Ok(out)
     }
 

@@ -245,10 +245,10 @@ async fn barriers_restrictions_and_a_bulk_block_take_effect_on_real_agents_and_t
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert_eq!(
-        refused["entries"][0]["target"], "anna@acme.test",
-        "{refused}"
-    );
+    // The trail names users by pseudonym; the answer resolves them.
+    let target = refused["entries"][0]["target"].as_str().unwrap_or_default();
+    assert!(target.starts_with("pseudonym:"), "{refused}");
+    assert_eq!(refused["names"][target], "anna@acme.test", "{refused}");
 
     // A restriction: sales may send no files and may not copy.
     let a = admin
@@ -353,6 +353,11 @@ async fn barriers_restrictions_and_a_bulk_block_take_effect_on_real_agents_and_t
     let out = agent(&anna, "482913", &["receive"]);
     assert!(out.status.success(), "{}", text(&out));
 
+    // Carl leaves and is erased: the trail keeps what was done under his
+    // pseudonym only, and still verifies.
+    let removed = admin.call("DELETE", "/v1/users/carl@acme.test", None).await;
+    assert_eq!(removed.status, 204, "{:?}", removed.json());
+
     // The trail verifies; one changed byte in the stored trail fails it.
     drop(server);
     let verify = |data: &Path| {
@@ -365,6 +370,24 @@ async fn barriers_restrictions_and_a_bulk_block_take_effect_on_real_agents_and_t
     let out = verify(&data);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("intact"), "{}", text(&out));
+    let export = Command::new(env!("CARGO_BIN_EXE_kontor"))
+        .args(["audit", "export", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(export.status.success(), "{}", text(&export));
+    let lines = String::from_utf8_lossy(&export.stdout).into_owned();
+    assert!(lines.contains("\"ben@acme.test\""), "ben is resolved");
+    assert!(
+        !lines.contains("carl@acme.test"),
+        "the erased user is named"
+    );
+    assert!(
+        lines
+            .lines()
+            .any(|l| l.contains("\"action\":\"user.remove\"") && l.contains("pseudonym:")),
+        "{lines}"
+    );
     let db = rusqlite_free_edit(&data.join("kontor.db"), b"ben@acme.test", b"bex@acme.test");
     assert!(db, "the trail names ben");
     let out = verify(&data);
@@ -394,9 +417,19 @@ fn rusqlite_free_edit(db: &Path, from: &[u8], to: &[u8]) -> bool {
         std::str::from_utf8(from).unwrap(),
         std::str::from_utf8(to).unwrap(),
     );
+    // The trail names users by pseudonym: edit the entry of the pseudonym
+    // that stands for `from`.
+    let from: String = conn
+        .query_row(
+            "SELECT pseudonym FROM admin_audit_pseudonyms WHERE clear = ?1",
+            [from],
+            |r| r.get(0),
+        )
+        .unwrap_or_else(|_| from.to_owned());
+    let to = format!("{to}-{}", &from[..from.len().min(12)]);
     conn.execute(
         "UPDATE admin_audit SET actor = ?2 WHERE seq = (SELECT MIN(seq) FROM admin_audit WHERE actor = ?1)",
-        [from, to],
+        [from.as_str(), to.as_str()],
     )
     .unwrap()
         == 1

@@ -180,10 +180,15 @@ async fn an_emm_configures_a_device_which_enrolls_and_then_wipes_it_by_serial_nu
     // The chain in the audit trail.
     let trail = owner.call("GET", "/v1/audit?limit=1000", None).await.json();
     let entries = trail["entries"].as_array().unwrap();
+    // Users are named by pseudonym; `names` resolves them.
     let has = |actor: &str, action: &str| {
-        entries
-            .iter()
-            .any(|e| e["actor"] == actor && e["action"] == action)
+        entries.iter().any(|e| {
+            let named = e["actor"]
+                .as_str()
+                .and_then(|a| trail["names"][a].as_str())
+                .unwrap_or_else(|| e["actor"].as_str().unwrap_or_default());
+            named == actor && e["action"] == action
+        })
     };
     assert!(has("intune", "emm.configuration"), "{trail}");
     assert!(has("intune", "user.invite"), "{trail}");

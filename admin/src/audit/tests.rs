@@ -803,3 +803,262 @@ proptest! {
         prop_assert!(report.entries <= u64::try_from(index).unwrap());
     }
 }
+
+// --- retention behind a checkpoint ------------------------------------------
+
+#[test]
+fn retention_deletes_the_oldest_behind_a_checkpoint_and_verify_starts_there() {
+    let log = log_of(10);
+    let fifth = log
+        .query(&Filter {
+            after_seq: Some(4),
+            limit: 1,
+            ..Filter::default()
+        })
+        .unwrap()
+        .remove(0);
+    // Entries 1 to 5 were written before T0 + 5500.
+    let (checkpoint, deleted, record) = log
+        .expire_before(T0 + 5_500, "acme", T0 + 99_000)
+        .unwrap()
+        .unwrap();
+    assert_eq!(deleted, 5);
+    assert_eq!(
+        checkpoint,
+        Checkpoint {
+            through_seq: 5,
+            hash: fifth.hash,
+            at_ms: T0 + 99_000
+        }
+    );
+    assert_eq!(log.checkpoint().unwrap(), Some(checkpoint));
+    assert_eq!((record.seq, record.action.as_str()), (11, RETENTION_ACTION));
+    assert_eq!(record.detail["through_seq"], 5);
+    assert_eq!(record.detail["checkpoint_hash"], hex::encode(fifth.hash));
+    let left: Vec<u64> = log
+        .query(&Filter::default())
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(left, (6..=11).collect::<Vec<_>>());
+
+    let report = log.verify().unwrap();
+    assert!(report.is_intact(), "{report}");
+    assert_eq!(report.entries, 6);
+    assert_eq!(report.checkpoint, Some(checkpoint));
+    assert!(
+        report.to_string().ends_with(&format!(
+            "(from the retention checkpoint: entries up to 5 deleted, the last of them hashed {})",
+            hex::encode(fifth.hash)
+        )),
+        "{report}"
+    );
+    // The trail goes on, and nothing more is old enough.
+    assert_eq!(log.append(new_entry(12), T0 + 100_000).unwrap().seq, 12);
+    assert_eq!(log.expire_before(T0 + 5_500, "acme", T0).unwrap(), None);
+    assert!(log.verify().unwrap().is_intact());
+}
+
+#[test]
+fn retention_of_every_entry_keeps_the_chain_going() {
+    let log = log_of(4);
+    let head = log.head().unwrap();
+    let (checkpoint, deleted, record) = log
+        .expire_before(i64::MAX, "acme", T0 + 10_000)
+        .unwrap()
+        .unwrap();
+    assert_eq!((checkpoint.through_seq, deleted), (4, 4));
+    assert_eq!(record.seq, 5);
+    assert_eq!(record.prev_hash, head.hash);
+    assert_eq!(log.append(new_entry(6), T0).unwrap().seq, 6);
+    let report = log.verify().unwrap();
+    assert!(report.is_intact(), "{report}");
+    assert_eq!(report.entries, 2);
+}
+
+#[test]
+fn triggers_allow_deleting_only_behind_the_checkpoint() {
+    let log = log_of(10);
+    log.expire_before(T0 + 3_500, "acme", T0 + 20_000)
+        .unwrap()
+        .unwrap();
+    for statement in [
+        "DELETE FROM admin_audit WHERE seq = 7",
+        "DELETE FROM admin_audit",
+    ] {
+        let err = sql(&log, statement).unwrap_err().to_string();
+        assert!(err.contains("append-only"), "{statement}: {err}");
+    }
+    let err = sql(&log, "DELETE FROM admin_audit_checkpoint").unwrap_err();
+    assert!(err.to_string().contains("cannot be deleted"), "{err}");
+    let err = sql(&log, "UPDATE admin_audit_checkpoint SET through_seq = 2").unwrap_err();
+    assert!(err.to_string().contains("only moves forward"), "{err}");
+    assert!(log.verify().unwrap().is_intact());
+}
+
+#[test]
+fn a_checkpoint_written_by_hand_is_detected() {
+    let log = log_of(10);
+    let fifth = log
+        .query(&Filter {
+            after_seq: Some(4),
+            limit: 1,
+            ..Filter::default()
+        })
+        .unwrap()
+        .remove(0);
+    // Someone with write access hides entries 1 to 5 behind a checkpoint
+    // of their own: the chain from 6 on still links, but no retention
+    // entry names the checkpoint.
+    log.lock()
+        .execute(
+            "INSERT INTO admin_audit_checkpoint (id, through_seq, hash, at_ms) VALUES (1, 5, ?1, 0)",
+            [&fifth.hash[..]],
+        )
+        .unwrap();
+    sql(&log, "DELETE FROM admin_audit WHERE seq <= 5").unwrap();
+    let report = log.verify().unwrap();
+    assert_eq!(
+        report.problem,
+        Some(Problem::UnattestedCheckpoint { through_seq: 5 })
+    );
+    assert!(report.to_string().contains("written by hand"), "{report}");
+}
+
+#[test]
+fn a_trail_from_before_the_privacy_migration_takes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kontor.db");
+    {
+        // Version 1 as it was: the schema alone, no migrations table.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        let log = AuditLog::wrap(conn);
+        for i in 1..=3 {
+            log.append(new_entry(i), T0 + 1000 * i64::try_from(i).unwrap())
+                .unwrap();
+        }
+    }
+    let log = AuditLog::open(&path).unwrap();
+    let versions: Vec<i64> = log
+        .lock()
+        .prepare("SELECT version FROM admin_audit_migrations ORDER BY version")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(versions, [1, 2]);
+    log.expire_before(T0 + 1_500, "acme", T0 + 9_000)
+        .unwrap()
+        .unwrap();
+    let report = verify_database(&path).unwrap();
+    assert!(report.is_intact(), "{report}");
+    assert_eq!(report.entries, 3);
+}
+
+// --- pseudonyms ---------------------------------------------------------------
+
+#[test]
+fn pseudonyms_are_keyed_stable_and_shaped() {
+    let key = [7u8; 32];
+    let anna = pseudonym(&key, "anna@acme.test");
+    assert_eq!(anna, pseudonym(&key, "anna@acme.test"));
+    assert_ne!(anna, pseudonym(&key, "ben@acme.test"));
+    assert_ne!(anna, pseudonym(&[8u8; 32], "anna@acme.test"));
+    assert!(is_pseudonym(&anna), "{anna}");
+    assert_eq!(anna.len(), PSEUDONYM_PREFIX.len() + 32);
+    assert!(!anna.contains("anna"));
+    for not in ["anna", "pseudonym:", "pseudonym:xyz", &format!("{anna}0")] {
+        assert!(!is_pseudonym(not), "{not}");
+    }
+}
+
+#[test]
+fn pseudonyms_resolve_through_the_mapping_until_forgotten() {
+    let log = AuditLog::open_in_memory().unwrap();
+    let key = [9u8; 32];
+    let anna = pseudonym(&key, "anna@acme.test");
+    let ben = pseudonym(&key, "ben@acme.test");
+    log.remember("acme", &anna, "anna@acme.test").unwrap();
+    log.remember("acme", &ben, "ben@acme.test").unwrap();
+    let entry = |actor: &str, target: &str, detail: Value| NewEntry {
+        org: "acme".into(),
+        actor: actor.into(),
+        action: "user.block".into(),
+        target: target.into(),
+        outcome: Outcome::Done,
+        detail,
+    };
+    log.append(entry("owner", &anna, json!({})), T0).unwrap();
+    log.append(entry(&ben, "-", json!({ "to": anna })), T0)
+        .unwrap();
+    log.append(entry("owner", &format!("{anna},{ben}"), json!({})), T0)
+        .unwrap();
+    // Entries written before pseudonyms name the user in clear.
+    log.append(entry("owner", "anna@acme.test", json!({})), T0)
+        .unwrap();
+
+    let by_target = |target: &str| -> Vec<u64> {
+        log.query(&Filter {
+            target: Some(target.into()),
+            ..Filter::default()
+        })
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect()
+    };
+    assert_eq!(by_target("anna@acme.test"), [1, 4]);
+    assert_eq!(by_target(&anna), [1]);
+    let by_actor = log
+        .query(&Filter {
+            actor: Some("ben@acme.test".into()),
+            ..Filter::default()
+        })
+        .unwrap();
+    assert_eq!(by_actor.len(), 1);
+
+    let all = log.query(&Filter::default()).unwrap();
+    let names = log.names(&all).unwrap();
+    assert_eq!(names.get(&anna).map(String::as_str), Some("anna@acme.test"));
+    assert_eq!(names.get(&ben).map(String::as_str), Some("ben@acme.test"));
+    let line: Value = serde_json::from_str(&json_line_named(&all[1], &names)).unwrap();
+    assert_eq!(line["actor"], ben.as_str());
+    assert_eq!(line["names"][&ben], "ben@acme.test");
+    assert_eq!(line["names"][&anna], "anna@acme.test");
+    assert_eq!(json_line_named(&all[3], &names), json_line(&all[3]));
+    let concerning: Vec<u64> = log
+        .concerning("acme", "anna@acme.test", &anna)
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(concerning, [1, 2, 3, 4]);
+
+    // Erasure: the mapping goes, the trail stays intact and pseudonymous.
+    assert_eq!(log.forget("acme", "anna@acme.test", &[]).unwrap(), 1);
+    let names = log.names(&all).unwrap();
+    assert!(!names.contains_key(&anna));
+    assert!(names.contains_key(&ben));
+    assert_eq!(by_target("anna@acme.test"), [4]);
+    assert!(log.verify().unwrap().is_intact());
+}
+
+#[test]
+fn the_pseudonym_key_is_kept_once() {
+    let log = AuditLog::open_in_memory().unwrap();
+    assert_eq!(log.sealed_key("acme").unwrap(), None);
+    assert_eq!(log.keep_sealed_key("acme", b"first", T0).unwrap(), b"first");
+    assert_eq!(
+        log.keep_sealed_key("acme", b"second", T0).unwrap(),
+        b"first"
+    );
+    assert_eq!(
+        log.sealed_key("acme").unwrap().as_deref(),
+        Some(&b"first"[..])
+    );
+    let err = sql(&log, "UPDATE admin_audit_keys SET sealed = x'00'").unwrap_err();
+    assert!(err.to_string().contains("never changes"), "{err}");
+}

@@ -588,8 +588,10 @@ async fn a_closed_department_is_enforced_by_the_relay_and_refusals_are_audited()
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert_eq!(refused.len(), 1);
-    assert_eq!(refused[0].actor, "carl@acme.test");
-    assert_eq!(refused[0].target, "anna@acme.test");
+    // Users are named by pseudonym, which the mapping resolves.
+    assert!(kontor_admin::audit::is_pseudonym(&refused[0].actor));
+    assert_eq!(h.named(&refused[0].actor), "carl@acme.test");
+    assert_eq!(h.named(&refused[0].target), "anna@acme.test");
     // The matrix opens messages but not groups.
     let a = h.json("PUT", "/v1/barriers", &owner, serde_json::json!({"a": "hr", "b": "sales", "messages": true, "groups": false, "files": false})).await;
     assert_eq!(a.status, StatusCode::NO_CONTENT, "{}", a.json);
@@ -884,7 +886,7 @@ async fn a_user_enrolled_with_an_emm_token_joins_the_directory_and_every_enrollm
     assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.json);
     let enrolled = h.audited("device.enroll");
     assert_eq!(enrolled.len(), 1);
-    assert_eq!(enrolled[0].actor, "dora@acme.test");
+    assert_eq!(h.named(&enrolled[0].actor), "dora@acme.test");
     assert_eq!(enrolled[0].target, device.device_id.to_string());
     // A refused enrollment is recorded too, with its reason.
     assert!(
@@ -997,17 +999,339 @@ async fn retention_drops_old_activity_counts_and_archives_and_records_it() {
         .unwrap()
         .as_millis() as i64;
     // Nothing is due yet for the archive; the 2020 counts are.
-    assert_eq!(h.admin.expire(now).await.unwrap(), (1, 0));
+    let run = h.admin.expire(now).await.unwrap();
+    assert_eq!(
+        (run.activity_rows, run.archives, run.audit_entries),
+        (1, 0, 0)
+    );
     let days = h
         .call("GET", "/v1/users/anna@acme.test/activity", &owner, None)
         .await
         .json;
     assert_eq!(days["days"].as_array().unwrap().len(), 1);
     // A year later the archive is gone too.
-    assert_eq!(h.admin.expire(now + 365 * 86_400_000).await.unwrap().1, 1);
+    assert_eq!(
+        h.admin
+            .expire(now + 365 * 86_400_000)
+            .await
+            .unwrap()
+            .archives,
+        1
+    );
     assert_eq!(
         h.call("GET", "/v1/archives", &owner, None).await.json["archives"],
         serde_json::json!([])
     );
     assert_eq!(h.audited("retention.expire").len(), 2);
+}
+
+/// Every table of an SQLite database, and whether any text or blob in it
+/// contains `needle`: (table, column) pairs that do.
+async fn tables_naming(store: &kontor_admin::store::AdminStore, needle: &str) -> Vec<String> {
+    let needle = needle.to_owned();
+    store.call(move |c| Ok(naming(c, &needle))).await.unwrap()
+}
+
+fn naming(c: &rusqlite::Connection, needle: &str) -> Vec<String> {
+    let tables: Vec<String> = c
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    let mut found = Vec::new();
+    for table in tables {
+        let mut stmt = c.prepare(&format!("SELECT * FROM \"{table}\"")).unwrap();
+        let columns = stmt.column_count();
+        let mut rows = stmt.query([]).unwrap();
+        while let Some(row) = rows.next().unwrap() {
+            for i in 0..columns {
+                let text = match row.get_ref(i).unwrap() {
+                    rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                        String::from_utf8_lossy(t).into_owned()
+                    }
+                    _ => continue,
+                };
+                if text.contains(needle) {
+                    found.push(format!("{table}.{i}"));
+                }
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn removing_a_user_erases_them_and_leaves_only_a_pseudonym_in_the_trail() {
+    let h = Harness::new().await;
+    let owner = h.sign_in("owner").await;
+    let a = h
+        .json(
+            "POST",
+            "/v1/users",
+            &owner,
+            serde_json::json!({"user_id": "anna@acme.test", "display_name": "Anna Aal"}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.json);
+    h.call("PUT", "/v1/allow-list/anna@acme.test", &owner, None)
+        .await;
+    h.json(
+        "PUT",
+        "/v1/restrictions/user/anna@acme.test",
+        &owner,
+        serde_json::json!({"copy_paste": false}),
+    )
+    .await;
+    h.call("POST", "/v1/users/anna@acme.test/block", &owner, None)
+        .await;
+    h.admin
+        .store()
+        .add_activity("2999-01-01".into(), vec![("anna@acme.test".into(), 1, 2)])
+        .await
+        .unwrap();
+
+    // Written from now on under a pseudonym; reads resolve it, and the
+    // filters still take the clear id.
+    let trail = h
+        .call("GET", "/v1/audit?target=anna@acme.test", &owner, None)
+        .await;
+    assert_eq!(trail.status, StatusCode::OK, "{}", trail.json);
+    let entries = trail.json["entries"].as_array().unwrap();
+    assert!(entries.len() >= 4, "{}", trail.json);
+    let pseudonym = entries[0]["target"].as_str().unwrap().to_owned();
+    assert!(kontor_admin::audit::is_pseudonym(&pseudonym), "{pseudonym}");
+    assert!(entries.iter().all(|e| e["target"] == pseudonym.as_str()));
+    assert_eq!(trail.json["names"][&pseudonym], "anna@acme.test");
+    let jsonl = h
+        .call(
+            "GET",
+            "/v1/audit?target=anna@acme.test&format=jsonl",
+            &owner,
+            None,
+        )
+        .await;
+    let first: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&jsonl.body).lines().next().unwrap()).unwrap();
+    assert_eq!(first["names"][&pseudonym], "anna@acme.test");
+    let syslog = h.call("GET", "/v1/audit?format=syslog", &owner, None).await;
+    assert!(!String::from_utf8_lossy(&syslog.body).contains("anna@acme.test"));
+    let by_pseudonym = h
+        .call(
+            "GET",
+            &format!("/v1/audit?target={pseudonym}"),
+            &owner,
+            None,
+        )
+        .await;
+    assert_eq!(
+        by_pseudonym.json["entries"].as_array().unwrap().len(),
+        entries.len()
+    );
+    // Only the mapping holds the clear id; no entry does.
+    assert!(
+        h.audit
+            .query(&Default::default())
+            .unwrap()
+            .iter()
+            .all(|e| { !kontor_admin::audit::json_line(e).contains("anna@acme.test") })
+    );
+
+    let removed = h
+        .call("DELETE", "/v1/users/anna@acme.test", &owner, None)
+        .await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.json);
+
+    // Nothing the administration holds names her any more.
+    assert_eq!(
+        tables_naming(h.admin.store(), "anna@acme.test").await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        tables_naming(h.admin.store(), "Anna Aal").await,
+        Vec::<String>::new()
+    );
+    let audit_db = h.audit.clone();
+    let in_trail_db = tokio::task::spawn_blocking(move || {
+        let all = audit_db.query(&Default::default()).unwrap();
+        (audit_db.names(&all).unwrap(), all)
+    })
+    .await
+    .unwrap();
+    assert!(!in_trail_db.0.contains_key(&pseudonym));
+    assert!(!in_trail_db.0.values().any(|v| v.contains("anna")));
+    assert!(
+        in_trail_db
+            .1
+            .iter()
+            .all(|e| !kontor_admin::audit::json_line(e).contains("anna@acme.test"))
+    );
+    // The trail keeps what was done, under the pseudonym alone, and verifies.
+    let trail = h
+        .call(
+            "GET",
+            &format!("/v1/audit?target={pseudonym}"),
+            &owner,
+            None,
+        )
+        .await;
+    let actions: Vec<&str> = trail.json["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(actions.contains(&"user.remove"), "{actions:?}");
+    assert!(actions.contains(&"user.block"), "{actions:?}");
+    assert_eq!(trail.json["names"], serde_json::json!({}));
+    let gone = h
+        .call("GET", "/v1/audit?target=anna@acme.test", &owner, None)
+        .await;
+    assert_eq!(gone.json["entries"], serde_json::json!([]));
+    assert!(h.audit.verify().unwrap().is_intact());
+}
+
+#[tokio::test]
+async fn a_users_data_export_holds_every_personal_datum_the_administration_keeps() {
+    let h = Harness::new().await;
+    let owner = h.sign_in("owner").await;
+    let a = h
+        .json(
+            "POST",
+            "/v1/users",
+            &owner,
+            serde_json::json!({"user_id": "anna@acme.test", "display_name": "Anna Aal"}),
+        )
+        .await;
+    let token = a.json["token"].as_str().unwrap().to_owned();
+    let device = h.enroll_with(&token, "anna@acme.test").await.unwrap();
+    h.call("PUT", "/v1/allow-list/anna@acme.test", &owner, None)
+        .await;
+    h.json(
+        "PUT",
+        "/v1/restrictions/user/anna@acme.test",
+        &owner,
+        serde_json::json!({"copy_paste": false}),
+    )
+    .await;
+    h.admin
+        .store()
+        .add_activity("2999-01-01".into(), vec![("anna@acme.test".into(), 1, 2)])
+        .await
+        .unwrap();
+    h.json(
+        "PUT",
+        "/v1/settings/archive-key",
+        &owner,
+        serde_json::json!({"public_key": "33".repeat(32)}),
+    )
+    .await;
+    let archive = h
+        .json(
+            "POST",
+            "/v1/archives",
+            &owner,
+            serde_json::json!({"users": ["anna@acme.test"], "from_ms": 0, "to_ms": 1}),
+        )
+        .await;
+    assert_eq!(archive.status, StatusCode::ACCEPTED, "{}", archive.json);
+    h.call(
+        "POST",
+        &format!("/v1/devices/{}/wipe", device.device_id),
+        &owner,
+        None,
+    )
+    .await;
+
+    let export = h
+        .call("GET", "/v1/users/anna@acme.test/export", &owner, None)
+        .await;
+    assert_eq!(export.status, StatusCode::OK, "{}", export.json);
+    let j = &export.json;
+    assert_eq!(j["user"]["display_name"], "Anna Aal");
+    assert_eq!(j["user_restrictions"][0]["copy_paste"], false, "{j}");
+    assert_eq!(j["on_allow_list"], true);
+    assert_eq!(j["enrollment_directory"]["status"], "active");
+    assert_eq!(j["enrollment_tokens"].as_array().unwrap().len(), 1);
+    assert!(j["enrollment_tokens"][0].get("secret_hash").is_none());
+    assert!(
+        j["enrollment_attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["outcome"] == "accepted"),
+        "{j}"
+    );
+    assert_eq!(j["certificates"].as_array().unwrap().len(), 1);
+    assert_eq!(j["activity"][0]["sent"], 1);
+    assert_eq!(j["wipes"].as_array().unwrap().len(), 1);
+    assert_eq!(j["archive_requests"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        j["archive_devices"][0]["device"],
+        device.device_id.to_string()
+    );
+    // Audit entries by, about or naming her, pseudonyms resolved: the
+    // archive request names her only in its detail.
+    let audit = j["audit_entries"].as_array().unwrap();
+    for action in [
+        "user.invite",
+        "allow_list.add",
+        "restrictions.set",
+        "archive.request",
+        "device.wipe",
+        "device.enroll",
+    ] {
+        let found = audit.iter().find(|e| e["action"] == action);
+        let Some(found) = found else {
+            panic!("{action} missing from {j}")
+        };
+        assert!(
+            found["names"]
+                .as_object()
+                .unwrap()
+                .values()
+                .any(|v| v == "anna@acme.test"),
+            "{action}: {found}"
+        );
+    }
+    assert!(!String::from_utf8_lossy(&export.body).contains(&token));
+}
+
+#[tokio::test]
+async fn audit_retention_deletes_old_entries_behind_a_checkpoint_and_records_the_run() {
+    let h =
+        Harness::with(|c| c.audit_retention = Some(std::time::Duration::from_secs(86_400))).await;
+    let owner = h.sign_in("owner").await;
+    h.json(
+        "POST",
+        "/v1/users",
+        &owner,
+        serde_json::json!({"user_id": "anna@acme.test"}),
+    )
+    .await;
+    let before = h.audit.head().unwrap();
+    assert!(before.seq > 3);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // Within the day nothing goes.
+    assert_eq!(h.admin.expire(now).await.unwrap().audit_entries, 0);
+    // Two days on, everything written so far does.
+    let run = h.admin.expire(now + 2 * 86_400_000).await.unwrap();
+    assert_eq!(run.audit_entries, before.seq);
+    let checkpoint = h.audit.checkpoint().unwrap().unwrap();
+    assert_eq!(checkpoint.through_seq, before.seq);
+    assert_eq!(checkpoint.hash, before.hash);
+    let report = h.audit.verify().unwrap();
+    assert!(report.is_intact(), "{report}");
+    assert_eq!(report.checkpoint, Some(checkpoint));
+    let recorded = h.audited("audit.retention");
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0].detail["deleted"], before.seq);
+    // Auditors see the run; the trail goes on.
+    let trail = h.call("GET", "/v1/audit", &owner, None).await;
+    assert_eq!(trail.json["entries"][0]["action"], "audit.retention");
+    assert!(h.audit.verify().unwrap().is_intact());
 }

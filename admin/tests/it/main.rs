@@ -294,6 +294,16 @@ impl Harness {
     }
 
     /// The audit entries with this action.
+    /// What a pseudonym in the trail stands for (unchanged if it is none,
+    /// or erased).
+    pub fn named(&self, text: &str) -> String {
+        self.audit
+            .names_of(&[text.to_owned()])
+            .unwrap()
+            .remove(text)
+            .unwrap_or_else(|| text.to_owned())
+    }
+
     pub fn audited(&self, action: &str) -> Vec<kontor_admin::audit::Entry> {
         self.audit
             .query(&kontor_admin::audit::Filter {

@@ -76,6 +76,15 @@ where
             limit: AUDIT_PAGE,
         };
         let entries = admin.audit_entries(&s.p, filter).await?;
+        let names = admin.audit_names(entries.clone()).await?;
+        // A pseudonym shows its clear value while the mapping holds it; an
+        // erased person's stays a pseudonym.
+        let named = |text: &str| -> String {
+            text.split(',')
+                .map(|part| names.get(part).map_or(part, String::as_str))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
         // The export links carry the same filter to the JSON API.
         let mut export = form_urlencoded::Serializer::new(String::new());
         for name in ["actor", "action", "target"] {
@@ -140,11 +149,11 @@ where
                         tr {
                             td class="num" { (e.seq) }
                             td class="nowrap" { (time_ms(e.at_ms)) }
-                            td { (e.actor) }
+                            td title=(e.actor) { (named(&e.actor)) }
                             td { code { (e.action) } }
-                            td class="wrap" { (e.target) }
+                            td class="wrap" title=(e.target) { (named(&e.target)) }
                             td { (badge(&ctx, e.outcome.as_str())) }
-                            td class="wrap" { @if e.detail.as_object().is_some_and(|o| !o.is_empty()) { code { (e.detail.to_string()) } } }
+                            td class="wrap" { @if e.detail.as_object().is_some_and(|o| !o.is_empty()) { code { (named_detail(&e.detail, &names)) } } }
                         }
                     }
                 }
@@ -381,4 +390,24 @@ where
         Ok(view::page(&ctx, ctx.t("archives.detail_title"), body))
     }
     .await)
+}
+
+/// The detail as JSON with each resolvable pseudonym replaced by its clear
+/// value, for reading (the stored detail is unchanged).
+fn named_detail(detail: &serde_json::Value, names: &audit::Names) -> String {
+    fn walk(value: &mut serde_json::Value, names: &audit::Names) {
+        match value {
+            serde_json::Value::String(text) => {
+                if let Some(clear) = names.get(text.as_str()) {
+                    *text = clear.clone();
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|v| walk(v, names)),
+            serde_json::Value::Object(fields) => fields.values_mut().for_each(|v| walk(v, names)),
+            _ => {}
+        }
+    }
+    let mut detail = detail.clone();
+    walk(&mut detail, names);
+    detail.to_string()
 }
