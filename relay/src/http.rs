@@ -847,6 +847,12 @@ where
         let mut poll = tokio::time::interval(POLL_INTERVAL);
         let mut look_messages = true;
         let mut look_commands = true;
+        // A phone that changed networks leaves a connection nobody closes;
+        // it would hold one of the device's places until TCP gives up.
+        // Every re-read also pings, and a connection that sent nothing
+        // (not even the pong) for three rounds is ended.
+        let mut heard = tokio::time::Instant::now();
+        let mut rounds = 0u32;
         loop {
             if look_messages {
                 relay.still_allowed(&device).await?;
@@ -890,20 +896,33 @@ where
                 _ = poll.tick() => {
                     look_messages = true;
                     look_commands = true;
-                }
-                incoming = rx.next() => match incoming {
-                    Some(Ok(Message::Text(text))) => {
-                        let frame: ClientFrame = serde_json::from_str(text.as_str())
-                            .map_err(|e| Error::BadRequest(format!("invalid frame: {e}")))?;
-                        relay.ack(&device, &frame.ack).await?;
-                        for seq in frame.ack {
-                            sent.remove(&seq);
+                    rounds += 1;
+                    // The first tick comes at once: no ping then.
+                    if rounds > 1 {
+                        if heard.elapsed() > POLL_INTERVAL * 3 {
+                            return Err(Error::BadRequest("live connection silent".into()));
                         }
+                        tx.send(Message::Ping(Bytes::new()))
+                            .await
+                            .map_err(|e| Error::BadRequest(e.to_string()))?;
                     }
-                    Some(Ok(Message::Close(_))) | None => return Ok(()),
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => return Err(Error::BadRequest(e.to_string())),
-                },
+                }
+                incoming = rx.next() => {
+                    heard = tokio::time::Instant::now();
+                    match incoming {
+                        Some(Ok(Message::Text(text))) => {
+                            let frame: ClientFrame = serde_json::from_str(text.as_str())
+                                .map_err(|e| Error::BadRequest(format!("invalid frame: {e}")))?;
+                            relay.ack(&device, &frame.ack).await?;
+                            for seq in frame.ack {
+                                sent.remove(&seq);
+                            }
+                        }
+                        Some(Ok(Message::Close(_))) | None => return Ok(()),
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => return Err(Error::BadRequest(e.to_string())),
+                    }
+                }
             }
         }
     }
