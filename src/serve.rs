@@ -110,7 +110,8 @@ pub struct ServeArgs {
     /// Allow http:// MDM URLs (local test stand-ins only).
     #[arg(long, hide = true)]
     pub danger_mdm_plaintext_http: bool,
-    /// Most simultaneous device connections.
+    /// Most simultaneous connections on each listener (device, enrollment,
+    /// admin); more are closed at once.
     #[arg(long, default_value_t = 10_000)]
     pub connections_max: usize,
     /// Days an undelivered message waits for its device before it is
@@ -131,14 +132,64 @@ pub struct ServeArgs {
     /// ever.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=36500))]
     pub audit_retention_days: u32,
+    /// Most simultaneous connections from one client address on each
+    /// listener (devices behind one NAT share an address).
+    #[arg(long, default_value_t = 1_000)]
+    pub connections_per_address_max: usize,
+    /// Seconds a TLS handshake may take.
+    #[arg(long, default_value_t = 10)]
+    pub handshake_timeout_s: u64,
+    /// Seconds a client has to send a request's complete header (HTTP/1.1;
+    /// also how long an idle keep-alive connection stays open).
+    #[arg(long, default_value_t = 10)]
+    pub header_timeout_s: u64,
+    /// Seconds one request may take, its body included (a large
+    /// attachment on a slow link needs them).
+    #[arg(long, default_value_t = 120)]
+    pub request_timeout_s: u64,
+    /// Seconds a connection may stay silent in both directions.
+    #[arg(long, default_value_t = 120)]
+    pub idle_timeout_s: u64,
+    /// Enrollments and renewals one client address may start per second,
+    /// sustained.
+    #[arg(long, default_value_t = 2.0)]
+    pub enroll_rate_per_address: f64,
+    /// ... and at once (size it for the largest roll-out wave behind one
+    /// NAT address).
+    #[arg(long, default_value_t = 60)]
+    pub enroll_burst_per_address: u32,
+    /// Admin sign-in attempts one client address may make per second,
+    /// sustained (API and portal).
+    #[arg(long, default_value_t = 1.0)]
+    pub sign_in_rate_per_address: f64,
+    /// ... and at once.
+    #[arg(long, default_value_t = 20)]
+    pub sign_in_burst_per_address: u32,
+    /// Most live connections (WebSockets) one device may hold at once.
+    #[arg(long, default_value_t = 4)]
+    pub websockets_per_device_max: usize,
 }
 
 impl ServeArgs {
+    /// The bounds on every listener's connections.
+    fn listener_limits(&self) -> kontor_relay::http::ListenerLimits {
+        kontor_relay::http::ListenerLimits {
+            connections_max: self.connections_max.max(1),
+            connections_per_address_max: self.connections_per_address_max.max(1),
+            handshake_timeout: Duration::from_secs(self.handshake_timeout_s.max(1)),
+            header_read_timeout: Duration::from_secs(self.header_timeout_s.max(1)),
+            request_timeout: Duration::from_secs(self.request_timeout_s.max(1)),
+            idle_timeout: Duration::from_secs(self.idle_timeout_s.max(1)),
+        }
+    }
+
     /// The relay's settings these options give.
     pub fn relay_config(&self) -> RelayConfig {
         RelayConfig {
             message_ttl: days(self.message_retention_days),
             blob_ttl: days(self.blob_retention_days),
+            live_per_device_max: self.websockets_per_device_max.max(1),
+            live_max: self.connections_max.max(1),
             ..RelayConfig::default()
         }
     }
@@ -153,6 +204,8 @@ impl ServeArgs {
         config.audit_retention =
             (self.audit_retention_days > 0).then(|| days(self.audit_retention_days));
         config.pseudonym_kek = kek.clone();
+        config.sign_in_per_address_per_s = self.sign_in_rate_per_address;
+        config.sign_in_per_address_burst = self.sign_in_burst_per_address;
         config
     }
 }
@@ -546,7 +599,8 @@ where
             service.clone(),
             args.admin_key.as_deref(),
             format!("https://{}", args.enroll_listen),
-        ),
+        )
+        .with_address_limit(args.enroll_rate_per_address, args.enroll_burst_per_address),
     ));
     let device_app = kontor_relay::http::router(relay.clone());
     let (mdm_side, deliverer) = mdm_side(args, admin_db)?;
@@ -614,21 +668,21 @@ where
         device_listener,
         device_tls,
         device_app,
-        args.connections_max,
+        args.listener_limits(),
         stopped(stop_rx.clone()),
     ));
     let enroll = tokio::spawn(kontor_relay::http::serve_tls(
         enroll_listener,
         enroll_tls,
         enroll_app,
-        args.connections_max,
+        args.listener_limits(),
         stopped(stop_rx.clone()),
     ));
     let admin_server = tokio::spawn(kontor_relay::http::serve_tls(
         admin_listener,
         admin_tls,
         admin_app,
-        args.connections_max,
+        args.listener_limits(),
         stopped(stop_rx.clone()),
     ));
     let outbox = deliverer.map(|d| {

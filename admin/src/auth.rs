@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::password_hash::PasswordHasher;
 use argon2::{Algorithm, Argon2, Params, Version};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -48,11 +48,120 @@ pub fn hash_password(password: &str) -> Result<String> {
 }
 
 /// Whether `password` matches a stored PHC hash.
+///
+/// The argon2 memory (19 MiB for our hashes) is kept per thread and reused:
+/// freed and allocated again on every sign-in, the allocator kept each
+/// run's block resident (the server grew by 19 MiB per sign-in).
 pub fn verify_password(password: &str, phc: &str) -> bool {
+    thread_local! {
+        static MEMORY: std::cell::RefCell<Vec<argon2::Block>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+    MEMORY.with(|memory| match memory.try_borrow_mut() {
+        Ok(mut memory) => verify_in(password, phc, &mut memory),
+        Err(_) => verify_in(password, phc, &mut Vec::new()),
+    })
+}
+
+/// Most argon2 memory a stored hash may ask for (ours ask 19 MiB): a hash
+/// with more is refused rather than computed.
+const HASH_MEMORY_KIB_MAX: usize = 64 * 1024;
+
+fn verify_in(password: &str, phc: &str, memory: &mut Vec<argon2::Block>) -> bool {
     let Ok(hash) = argon2::PasswordHash::new(phc) else {
         return false;
     };
-    argon2().verify_password(password.as_bytes(), &hash).is_ok()
+    let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(hash.algorithm.as_str()) else {
+        return false;
+    };
+    let version = match hash.version.map(Version::try_from) {
+        None => Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let Ok(params) = Params::try_from(&hash) else {
+        return false;
+    };
+    let blocks = params.block_count();
+    if blocks > HASH_MEMORY_KIB_MAX {
+        return false;
+    }
+    if memory.len() < blocks {
+        memory.resize(blocks, argon2::Block::new());
+    }
+    let mut out = [0u8; 64];
+    let Some(out) = out.get_mut(..expected.len()) else {
+        return false;
+    };
+    Argon2::new(algorithm, version, params)
+        .hash_password_into_with_memory(password.as_bytes(), salt, out, &mut memory[..blocks])
+        .is_ok()
+        && bool::from(out.ct_eq(expected.as_bytes()))
+}
+
+/// Password hashing on a few threads of its own, each run one at a time.
+///
+/// An argon2 run takes 19 MiB. The allocator keeps freed blocks of that
+/// size in the arena of the thread that used them, so hashing on tokio's
+/// blocking pool (hundreds of threads) let the resident memory grow by up
+/// to 19 MiB per thread that ever hashed: a flood of 300 sign-ins took the
+/// server from 27 MiB to 363 MiB. A fixed set of threads bounds it at about
+/// `threads` × 19 MiB.
+pub struct Hasher {
+    jobs: std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>,
+}
+
+impl std::fmt::Debug for Hasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hasher")
+    }
+}
+
+impl Hasher {
+    /// Starts `threads` hashing threads (at least one).
+    pub fn new(threads: usize) -> Self {
+        let (jobs, queue) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        let queue = std::sync::Arc::new(Mutex::new(queue));
+        for i in 0..threads.max(1) {
+            let queue = queue.clone();
+            let started = std::thread::Builder::new()
+                .name(format!("kontor-hash-{i}"))
+                .spawn(move || {
+                    loop {
+                        // The lock is held only to take the next job.
+                        let job = match queue.lock() {
+                            Ok(queue) => queue.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if let Err(e) = started {
+                tracing::error!(error = %e, "a password hashing thread did not start");
+            }
+        }
+        Hasher { jobs }
+    }
+
+    /// Runs `f` on a hashing thread; `None` if none is running.
+    pub async fn run<R: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> R + Send + 'static,
+    ) -> Option<R> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move || {
+                let _ = tx.send(f());
+            }))
+            .ok()?;
+        rx.await.ok()
+    }
 }
 
 /// A hash to verify against when the account does not exist, so a sign-in
@@ -167,22 +276,33 @@ pub fn base32(bytes: &[u8]) -> String {
 
 /// Limits failed sign-ins per account name and per client address: after
 /// `max_failures` failures within `window`, further attempts wait until the
-/// window has passed. A success clears the account's count.
+/// window has passed. A success clears the account's count. Independently,
+/// every attempt from an address takes a token from that address's bucket,
+/// so a flood (each attempt costs an argon2 hash) is refused before any
+/// hashing.
 #[derive(Debug)]
 pub struct LoginLimiter {
     max_failures: u32,
     window: Duration,
     failures: Mutex<HashMap<String, (u32, Instant)>>,
+    attempts: kontor_provisioning::limit::RateLimiter<String>,
 }
 
 impl LoginLimiter {
-    /// A limiter.
+    /// A limiter (attempts per address: 1 a second, 20 at once).
     pub fn new(max_failures: u32, window: Duration) -> Self {
         LoginLimiter {
             max_failures,
             window,
             failures: Mutex::new(HashMap::new()),
+            attempts: kontor_provisioning::limit::RateLimiter::new(1.0, 20),
         }
+    }
+
+    /// Allows each address `per_s` attempts a second, `burst` at once.
+    pub fn with_attempts_per_address(mut self, per_s: f64, burst: u32) -> Self {
+        self.attempts = kontor_provisioning::limit::RateLimiter::new(per_s, burst);
+        self
     }
 
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u32, Instant)>> {
@@ -192,9 +312,13 @@ impl LoginLimiter {
     }
 
     /// Refuses when the account name is over its limit, or the client
-    /// address over four times that (many people may share one address).
+    /// address over four times that (many people may share one address),
+    /// or the address has used up its attempts.
     pub fn check(&self, account: &str, address: &str) -> Result<()> {
         let now = Instant::now();
+        self.attempts
+            .check(&address.to_owned(), now)
+            .map_err(|retry_after_s| Error::RateLimited { retry_after_s })?;
         let map = self.map();
         let limits = [
             (format!("account:{account}"), self.max_failures),

@@ -32,6 +32,9 @@ use crate::policy::{DirectoryPolicy, PolicyEvent, Snapshot};
 use crate::role::{Permission, Role};
 use crate::store::{Account, AdminStore, ArchiveRow, UserRow, WipeRow};
 
+/// Password hashes computed at once (19 MiB each), on as many threads.
+const HASHING_THREADS: usize = 4;
+
 /// Settings of the administration.
 #[derive(Debug, Clone)]
 pub struct AdminConfig {
@@ -65,6 +68,11 @@ pub struct AdminConfig {
     pub login_window: Duration,
     /// Most lines in one CSV import.
     pub import_rows_max: usize,
+    /// Sign-in attempts (of any outcome) one client address may make per
+    /// second, sustained...
+    pub sign_in_per_address_per_s: f64,
+    /// ... and at once.
+    pub sign_in_per_address_burst: u32,
 }
 
 impl AdminConfig {
@@ -88,6 +96,8 @@ impl AdminConfig {
             },
             login_window: Duration::from_secs(15 * 60),
             import_rows_max: 10_000,
+            sign_in_per_address_per_s: 1.0,
+            sign_in_per_address_burst: 20,
         }
     }
 }
@@ -256,8 +266,10 @@ pub struct Admin<P, S, B> {
     policy: Arc<DirectoryPolicy>,
     limiter: LoginLimiter,
     /// Bounds concurrent argon2 runs (19 MiB each), so a burst of sign-ins
-    /// cannot exhaust memory.
+    /// cannot exhaust memory...
     hashing: tokio::sync::Semaphore,
+    /// ... on threads of their own, so freed memory is reused.
+    hasher: auth::Hasher,
     /// Each organisation's audit pseudonym key, opened once.
     pseudonym_keys: std::sync::Mutex<HashMap<String, zeroize::Zeroizing<[u8; 32]>>>,
     /// Pseudonyms erased since start, which late events (a revocation
@@ -294,7 +306,11 @@ where
         store
             .ensure_org(&config.org_id, &config.org_name, now_ms())
             .await?;
-        let limiter = LoginLimiter::new(config.login_failures_max, config.login_window);
+        let limiter = LoginLimiter::new(config.login_failures_max, config.login_window)
+            .with_attempts_per_address(
+                config.sign_in_per_address_per_s,
+                config.sign_in_per_address_burst,
+            );
         let admin = Admin {
             prov,
             relay,
@@ -302,7 +318,8 @@ where
             audit,
             policy,
             limiter,
-            hashing: tokio::sync::Semaphore::new(4),
+            hashing: tokio::sync::Semaphore::new(HASHING_THREADS),
+            hasher: auth::Hasher::new(HASHING_THREADS),
             pseudonym_keys: std::sync::Mutex::new(HashMap::new()),
             erased: std::sync::Mutex::new(BTreeSet::new()),
             config,
@@ -785,7 +802,8 @@ where
                 .acquire()
                 .await
                 .map_err(|_| Error::Store("password hashing stopped".into()))?;
-            tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
+            self.hasher
+                .run(move || auth::verify_password(&password, &hash))
                 .await
                 .unwrap_or(false)
         };
@@ -939,9 +957,10 @@ where
                 .acquire()
                 .await
                 .map_err(|_| Error::Store("password hashing stopped".into()))?;
-            tokio::task::spawn_blocking(move || auth::hash_password(&password))
+            self.hasher
+                .run(move || auth::hash_password(&password))
                 .await
-                .map_err(|e| Error::Store(e.to_string()))??
+                .ok_or_else(|| Error::Store("password hashing stopped".into()))??
         };
         let account = Account {
             id: auth::new_id(8),

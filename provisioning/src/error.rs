@@ -72,6 +72,13 @@ pub enum Error {
     /// Too many device requests at once; the client should retry later.
     #[error("too many requests in progress, retry later")]
     Busy,
+    /// Too many requests from this client address; retry after the given
+    /// number of seconds.
+    #[error("too many requests from this address, retry in {retry_after_s} s")]
+    RateLimited {
+        /// Seconds until a retry may succeed.
+        retry_after_s: u64,
+    },
     /// The admin credential is missing or wrong.
     #[error("admin credential missing or wrong")]
     Unauthorized,
@@ -98,6 +105,10 @@ pub enum Error {
     /// Certificate or CRL generation failed.
     #[error("certificate generation failed: {0}")]
     Rcgen(#[from] rcgen::Error),
+    /// The store cannot be reached or written right now (database
+    /// restarting, network cut, disk full); the client should retry.
+    #[error("the store is unavailable, retry later")]
+    Unavailable(String),
     /// The store failed.
     #[error("store error: {0}")]
     Store(String),
@@ -129,6 +140,8 @@ impl Error {
             Error::NotFound(_) => "not_found",
             Error::Unauthorized => "unauthorized",
             Error::Busy => "busy",
+            Error::RateLimited { .. } => "rate_limited",
+            Error::Unavailable(_) => "unavailable",
             Error::Kek(_)
             | Error::SealedKey(_)
             | Error::RootKeyOffline
@@ -141,7 +154,7 @@ impl Error {
 
     /// Whether the error is the client's fault (answered with a 4xx).
     pub fn is_client_error(&self) -> bool {
-        self.code() != "internal"
+        !matches!(self.code(), "internal" | "unavailable")
     }
 
     pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {

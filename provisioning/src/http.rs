@@ -10,11 +10,12 @@
 //! - `/v1/admin/...`: tokens and revocation, behind a bearer API key until
 //!   the administration component owns them.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -23,6 +24,7 @@ use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
 use crate::error::Error;
+use crate::limit::RateLimiter;
 use crate::service::{EnrollRequest, Possession, RenewRequest, Service};
 use crate::store::{AttemptKind, Store, TokenBinding};
 use crate::token::TokenSpec;
@@ -35,6 +37,12 @@ pub const BODY_SIZE_BYTES_MAX: usize = 16 * 1024;
 /// `503 busy` at once (and not recorded: under overload we write nothing).
 pub const DEVICE_REQUESTS_CONCURRENT_MAX: usize = 64;
 
+/// Enrollments and renewals a client address may start per second,
+/// sustained, by default ([`AppState::with_address_limit`]).
+pub const DEVICE_REQUESTS_PER_ADDRESS_PER_S: f64 = 2.0;
+/// ... and at once.
+pub const DEVICE_REQUESTS_PER_ADDRESS_BURST: u32 = 60;
+
 /// What the router shares between requests.
 pub struct AppState<S> {
     /// The service.
@@ -45,6 +53,8 @@ pub struct AppState<S> {
     public_base_url: String,
     /// Bounds the device requests in progress.
     device_permits: Arc<tokio::sync::Semaphore>,
+    /// Bounds the device requests per client address.
+    per_address: Arc<RateLimiter<IpAddr>>,
 }
 
 impl<S> Clone for AppState<S> {
@@ -54,6 +64,7 @@ impl<S> Clone for AppState<S> {
             admin_key_hash: self.admin_key_hash,
             public_base_url: self.public_base_url.clone(),
             device_permits: self.device_permits.clone(),
+            per_address: self.per_address.clone(),
         }
     }
 }
@@ -71,7 +82,37 @@ impl<S> AppState<S> {
             admin_key_hash: admin_api_key.map(|k| Sha256::digest(k.as_bytes()).into()),
             public_base_url: public_base_url.into(),
             device_permits: Arc::new(tokio::sync::Semaphore::new(DEVICE_REQUESTS_CONCURRENT_MAX)),
+            per_address: Arc::new(RateLimiter::new(
+                DEVICE_REQUESTS_PER_ADDRESS_PER_S,
+                DEVICE_REQUESTS_PER_ADDRESS_BURST,
+            )),
         }
+    }
+
+    /// Allows each client address `per_s` enrollments and renewals a
+    /// second, `burst` at once; more are answered `429 rate_limited` with
+    /// `Retry-After` (and not recorded). Many devices behind one NAT share
+    /// an address: size `burst` for the largest roll-out wave.
+    pub fn with_address_limit(mut self, per_s: f64, burst: u32) -> Self {
+        self.per_address = Arc::new(RateLimiter::new(per_s, burst));
+        self
+    }
+
+    /// The per-address check and the concurrency permit every device
+    /// request takes before anything is read or recorded.
+    fn admit(
+        &self,
+        peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, Error> {
+        if let Some(Extension(ConnectInfo(address))) = peer {
+            self.per_address
+                .check(&address.ip(), std::time::Instant::now())
+                .map_err(|retry_after_s| Error::RateLimited { retry_after_s })?;
+        }
+        self.device_permits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Error::Busy)
     }
 }
 
@@ -118,7 +159,8 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self.0.code() {
             "body_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
-            "busy" => StatusCode::SERVICE_UNAVAILABLE,
+            "busy" | "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+            "rate_limited" => StatusCode::TOO_MANY_REQUESTS,
             "token_unknown"
             | "unauthorized"
             | "certificate_unknown"
@@ -142,13 +184,27 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let message = if self.0.is_client_error() {
             self.0.to_string()
+        } else if let Error::Unavailable(detail) = &self.0 {
+            tracing::warn!(error = %detail, "request refused: store unavailable");
+            self.0.to_string()
         } else {
             // The detail goes to the log, never to the client.
             tracing::error!(error = %self.0, "internal error");
             "internal error".to_owned()
         };
         let body = serde_json::json!({ "error": { "code": self.0.code(), "message": message } });
-        (status, axum::Json(body)).into_response()
+        let mut response = (status, axum::Json(body)).into_response();
+        let retry_after_s = match self.0 {
+            Error::RateLimited { retry_after_s } => Some(retry_after_s),
+            Error::Busy | Error::Unavailable(_) => Some(1),
+            _ => None,
+        };
+        if let Some(value) =
+            retry_after_s.and_then(|s| axum::http::HeaderValue::from_str(&s.to_string()).ok())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        response
     }
 }
 
@@ -207,13 +263,10 @@ async fn device_body<T: serde::de::DeserializeOwned, S: Store>(
 
 async fn enroll<S: Store>(
     State(state): State<AppState<S>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let _permit = state
-        .device_permits
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| Error::Busy)?;
+    let _permit = state.admit(peer)?;
     let now = OffsetDateTime::now_utc();
     let request: EnrollRequest = device_body(&state, AttemptKind::Enroll, body, now).await?;
     let enrolled = state.service.enroll(&request, now).await?;
@@ -236,13 +289,10 @@ struct RenewBody {
 
 async fn renew<S: Store>(
     State(state): State<AppState<S>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let _permit = state
-        .device_permits
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| Error::Busy)?;
+    let _permit = state.admit(peer)?;
     let now = OffsetDateTime::now_utc();
     let request: RenewBody = device_body(&state, AttemptKind::Renew, body, now).await?;
     let converted = (|| {

@@ -24,11 +24,14 @@
 //! - [`service`]: enrollment, renewal, revocation and CRLs over a store.
 //! - [`store`]: storage traits cut by capability; SQLite and PostgreSQL.
 //! - [`http`]: `router(state) -> Router`, `serve`, and the JSON `ApiError`.
+//! - [`limit`]: a token bucket per client address for unauthenticated
+//!   endpoints.
 
 pub mod csr;
 pub mod error;
 pub mod http;
 pub mod keystore;
+pub mod limit;
 pub mod pki;
 pub mod service;
 pub mod store;

@@ -160,6 +160,9 @@ impl Bus for LocalBus {
     }
 }
 
+/// The longest a hint may wait to be handed to the NATS client.
+const PUBLISH_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Hints between nodes over NATS. Each node keeps one wildcard
 /// subscription and fans hints out to its local subscribers.
 #[derive(Clone)]
@@ -231,10 +234,17 @@ impl Bus for NatsBus {
             HintKind::Message => b"m",
             HintKind::Command => b"c",
         };
-        self.client
-            .publish(format!("{}.{}", self.prefix, hint.device), payload.into())
-            .await
-            .map_err(|e| Error::Bus(format!("cannot publish: {e}")))
+        // While NATS is unreachable the client buffers publishes until its
+        // queue is full and then waits: a hint must never hold up the
+        // answer to a message that is already stored, so wait briefly only.
+        tokio::time::timeout(
+            PUBLISH_TIMEOUT,
+            self.client
+                .publish(format!("{}.{}", self.prefix, hint.device), payload.into()),
+        )
+        .await
+        .map_err(|_| Error::Bus("publish timed out: NATS unreachable".into()))?
+        .map_err(|e| Error::Bus(format!("cannot publish: {e}")))
     }
 
     async fn subscribe(&self, device: DeviceId) -> Result<Subscription> {

@@ -49,6 +49,7 @@ pub struct DeviceClient {
     address: String,
     server_name: ServerName<'static>,
     config: Arc<rustls::ClientConfig>,
+    local: Option<std::net::IpAddr>,
 }
 
 impl std::fmt::Debug for DeviceClient {
@@ -108,12 +109,35 @@ impl DeviceClient {
             address: address.to_owned(),
             server_name,
             config: Arc::new(config),
+            local: None,
         })
+    }
+
+    /// The same client, connecting from the local address `ip` (a test
+    /// uses 127.0.0.2 to be another host than a flood from 127.0.0.1).
+    pub fn from_local_address(mut self, ip: std::net::IpAddr) -> Self {
+        self.local = Some(ip);
+        self
     }
 
     /// A TLS connection to the server (for a WebSocket).
     pub async fn connect(&self) -> std::io::Result<TlsStream<TcpStream>> {
-        let tcp = TcpStream::connect(&self.address).await?;
+        let tcp = match self.local {
+            None => TcpStream::connect(&self.address).await?,
+            Some(ip) => {
+                let remote = tokio::net::lookup_host(&self.address)
+                    .await?
+                    .find(|a| a.is_ipv4() == ip.is_ipv4())
+                    .ok_or_else(|| std::io::Error::other("no address of the same family"))?;
+                let socket = if ip.is_ipv4() {
+                    tokio::net::TcpSocket::new_v4()?
+                } else {
+                    tokio::net::TcpSocket::new_v6()?
+                };
+                socket.bind(std::net::SocketAddr::new(ip, 0))?;
+                socket.connect(remote).await?
+            }
+        };
         tokio_rustls::TlsConnector::from(self.config.clone())
             .connect(self.server_name.clone(), tcp)
             .await

@@ -64,6 +64,20 @@ pub enum Error {
     /// The device is not (or no longer) allowed to use the relay.
     #[error("device not allowed: {0}")]
     DeviceRefused(&'static str),
+    /// The store cannot be reached right now (database restarting, network
+    /// cut, pool exhausted): nothing was stored, the client should retry.
+    #[error("the store is unavailable, retry later")]
+    Unavailable(String),
+    /// The store's disk is full: nothing was stored, the client should
+    /// retry later.
+    #[error("the server's storage is full, retry later")]
+    StorageFull(String),
+    /// Too many live connections (WebSockets) for this device or this node.
+    #[error("too many live connections, retry in {retry_after_s} s")]
+    TooManyConnections {
+        /// Seconds until a retry may succeed.
+        retry_after_s: u64,
+    },
     /// The store failed (details in the log only).
     #[error("store error: {0}")]
     Store(String),
@@ -102,6 +116,9 @@ impl Error {
             Error::QueueFull(_) => "queue_full",
             Error::RateLimited { .. } => "rate_limited",
             Error::DeviceRefused(_) => "device_refused",
+            Error::Unavailable(_) => "unavailable",
+            Error::StorageFull(_) => "storage_full",
+            Error::TooManyConnections { .. } => "too_many_connections",
             Error::Store(_) | Error::Bus(_) | Error::Push(_) | Error::Config(_) | Error::Tls(_) => {
                 "internal"
             }
@@ -125,7 +142,11 @@ impl Error {
             Error::Replay => StatusCode::CONFLICT,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::QueueFull(_) => StatusCode::INSUFFICIENT_STORAGE,
-            Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::RateLimited { .. } | Error::TooManyConnections { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::StorageFull(_) => StatusCode::INSUFFICIENT_STORAGE,
             Error::Store(_) | Error::Bus(_) | Error::Push(_) | Error::Config(_) | Error::Tls(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -136,7 +157,12 @@ impl Error {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
-        let message = if status.is_server_error() {
+        let message = if let Error::Unavailable(detail) | Error::StorageFull(detail) = &self {
+            // Expected while a database restarts or a disk is full: the
+            // detail goes to the log, the client learns only to retry.
+            tracing::warn!(error = %detail, code = self.code(), "request refused");
+            self.to_string()
+        } else if status.is_server_error() {
             // The detail goes to the log, never to the client.
             tracing::error!(error = %self, "request failed");
             "internal error".to_owned()
@@ -145,7 +171,15 @@ impl IntoResponse for Error {
         };
         let body = serde_json::json!({ "error": { "code": self.code(), "message": message } });
         let mut response = (status, Json(body)).into_response();
-        if let Error::RateLimited { retry_after_s } = self
+        let retry_after_s = match self {
+            Error::RateLimited { retry_after_s } | Error::TooManyConnections { retry_after_s } => {
+                Some(retry_after_s)
+            }
+            Error::Unavailable(_) => Some(1),
+            Error::StorageFull(_) => Some(30),
+            _ => None,
+        };
+        if let Some(retry_after_s) = retry_after_s
             && let Ok(value) = HeaderValue::from_str(&retry_after_s.to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, value);

@@ -236,26 +236,199 @@ struct ClientFrame {
     ack: Vec<u64>,
 }
 
-/// Serves `app` over TLS until `shutdown` resolves: at most
-/// `connections_max` connections at once, each handshake bounded in time,
-/// the verified client certificate's identity (where there is one) put into
+/// The bounds on one listener's connections: the I/O shell's share of "a
+/// limit on everything". Request bodies are bounded by each router.
+#[derive(Debug, Clone)]
+pub struct ListenerLimits {
+    /// Most connections open at once (handshakes included); more are
+    /// closed at once.
+    pub connections_max: usize,
+    /// Most connections open at once from one client address, so one host
+    /// cannot take every place (devices behind one NAT share an address).
+    pub connections_per_address_max: usize,
+    /// Longest TLS handshake.
+    pub handshake_timeout: Duration,
+    /// HTTP/1.1: longest wait for a request's complete header, from the
+    /// moment the connection waits for one (so it also ends idle
+    /// keep-alive connections and slowloris headers).
+    pub header_read_timeout: Duration,
+    /// Longest a request may take, its body included (not a WebSocket
+    /// after its upgrade); past it the answer is `408`.
+    pub request_timeout: Duration,
+    /// A connection without a byte in either direction for this long is
+    /// closed (HTTP/2 has no header timeout; this bounds it too).
+    pub idle_timeout: Duration,
+}
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        ListenerLimits {
+            connections_max: 10_000,
+            connections_per_address_max: 1_000,
+            handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(120),
+            idle_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Connections open per client address, and their places.
+#[derive(Default)]
+struct PerAddress(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+/// One connection's place in [`PerAddress`]; given back when dropped.
+struct AddressSlot {
+    table: Arc<PerAddress>,
+    address: std::net::IpAddr,
+}
+
+impl PerAddress {
+    fn take(self: &Arc<Self>, address: std::net::IpAddr, max: usize) -> Option<AddressSlot> {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = map.entry(address).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot {
+            table: self.clone(),
+            address,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut map = self
+            .table
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&self.address) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.address);
+            }
+        }
+    }
+}
+
+/// A stream that notes the time of its last read or write, for the idle
+/// timeout.
+struct Watched<T> {
+    inner: T,
+    last: Arc<std::sync::atomic::AtomicU64>,
+    epoch: tokio::time::Instant,
+}
+
+impl<T> Watched<T> {
+    fn touch(&self) {
+        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Watched<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.touch();
+        }
+        polled
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(polled, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        polled
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(polled, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// Serves `app` over TLS until `shutdown` resolves, within `limits`: the
+/// connection caps (overall and per client address), the handshake,
+/// header, request and idle timeouts. The verified client certificate's
+/// identity (where there is one) and the client's address are put into
 /// every request.
 pub async fn serve_tls(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     app: Router,
-    connections_max: usize,
+    limits: ListenerLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let permits = Arc::new(Semaphore::new(connections_max));
+    let permits = Arc::new(Semaphore::new(limits.connections_max));
+    let per_address = Arc::new(PerAddress::default());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_headers(100);
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_concurrent_streams(100)
+        .max_header_list_size(64 * 1024)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(10));
+    let builder = Arc::new(builder);
     tokio::pin!(shutdown);
     loop {
         let (stream, addr) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
+                    // Out of file descriptors, say: pause rather than spin.
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
@@ -265,15 +438,23 @@ pub async fn serve_tls(
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             // Over the connection limit: close at once rather than queue.
+            tracing::debug!(%addr, "connection limit reached, closed");
+            drop(stream);
+            continue;
+        };
+        let Some(slot) = per_address.take(addr.ip(), limits.connections_per_address_max) else {
+            tracing::debug!(%addr, "per-address connection limit reached, closed");
             drop(stream);
             continue;
         };
         let acceptor = acceptor.clone();
         let app = app.clone();
         let watcher = graceful.watcher();
+        let builder = builder.clone();
+        let limits = limits.clone();
         tokio::spawn(async move {
-            let _permit = permit;
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+            let _places = (permit, slot);
+            let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream))
                 .await
             {
                 Ok(Ok(tls)) => tls,
@@ -281,7 +462,10 @@ pub async fn serve_tls(
                     tracing::debug!(error = %e, "handshake refused");
                     return;
                 }
-                Err(_) => return,
+                Err(_) => {
+                    tracing::debug!(%addr, "handshake timed out");
+                    return;
+                }
             };
             // Listeners without client certificates (enrollment) have no
             // identity; the device API refuses requests without one.
@@ -291,6 +475,7 @@ pub async fn serve_tls(
                 .peer_certificates()
                 .and_then(|certs| certs.first())
                 .and_then(|leaf| peer_identity(leaf).ok());
+            let request_timeout = limits.request_timeout;
             let service = hyper::service::service_fn(
                 move |mut request: hyper::Request<hyper::body::Incoming>| {
                     // The client's address, for per-address limits (admin sign-in).
@@ -301,20 +486,62 @@ pub async fn serve_tls(
                         request.extensions_mut().insert(identity);
                     }
                     let app = app.clone();
-                    async move { tower::ServiceExt::oneshot(app, request).await }
+                    async move {
+                        match tokio::time::timeout(
+                            request_timeout,
+                            tower::ServiceExt::oneshot(app, request),
+                        )
+                        .await
+                        {
+                            Ok(answer) => answer,
+                            Err(_) => Ok(request_timed_out()),
+                        }
+                    }
                 },
             );
-            let builder =
-                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            let last = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let io = Watched {
+                inner: tls,
+                last: last.clone(),
+                epoch: tokio::time::Instant::now(),
+            };
+            let epoch = io.epoch;
             let connection =
-                builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(tls), service);
-            if let Err(e) = watcher.watch(connection.into_owned()).await {
-                tracing::debug!(error = %e, "connection ended");
+                builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(io), service);
+            let connection = watcher.watch(connection.into_owned());
+            tokio::pin!(connection);
+            // The idle watchdog: checks a few times per idle period.
+            let mut tick =
+                tokio::time::interval((limits.idle_timeout / 4).max(Duration::from_millis(100)));
+            loop {
+                tokio::select! {
+                    ended = &mut connection => {
+                        if let Err(e) = ended {
+                            tracing::debug!(error = %e, "connection ended");
+                        }
+                        break;
+                    }
+                    _ = tick.tick() => {
+                        let last = Duration::from_millis(last.load(std::sync::atomic::Ordering::Relaxed));
+                        if epoch.elapsed().saturating_sub(last) >= limits.idle_timeout {
+                            tracing::debug!(%addr, "idle connection closed");
+                            break;
+                        }
+                    }
+                }
             }
         });
     }
     // Give open connections a moment to finish their requests.
     let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+}
+
+/// The answer to a request that took longer than the listener allows.
+fn request_timed_out() -> Response {
+    let body = serde_json::json!({
+        "error": { "code": "request_timeout", "message": "the request took too long" }
+    });
+    (StatusCode::REQUEST_TIMEOUT, Json(body)).into_response()
 }
 
 /// The handlers, with the bounds on the relay's parts stated once.
@@ -593,9 +820,12 @@ where
         upgrade: WebSocketUpgrade,
     ) -> Result<Response> {
         let d = Self::device(&relay, peer).await?;
+        // Counted from before the upgrade until the socket closes.
+        let slot = relay.live_slot(d.device_id)?;
         Ok(upgrade
             .max_message_size(64 * 1024)
             .on_upgrade(move |socket| async move {
+                let _slot = slot;
                 if let Err(e) = Self::live(relay, d, socket).await {
                     tracing::debug!(error = %e, "live connection ended");
                 }
@@ -617,6 +847,12 @@ where
         let mut poll = tokio::time::interval(POLL_INTERVAL);
         let mut look_messages = true;
         let mut look_commands = true;
+        // A phone that changed networks leaves a connection nobody closes;
+        // it would hold one of the device's places until TCP gives up.
+        // Every re-read also pings, and a connection that sent nothing
+        // (not even the pong) for three rounds is ended.
+        let mut heard = tokio::time::Instant::now();
+        let mut rounds = 0u32;
         loop {
             if look_messages {
                 relay.still_allowed(&device).await?;
@@ -660,20 +896,33 @@ where
                 _ = poll.tick() => {
                     look_messages = true;
                     look_commands = true;
-                }
-                incoming = rx.next() => match incoming {
-                    Some(Ok(Message::Text(text))) => {
-                        let frame: ClientFrame = serde_json::from_str(text.as_str())
-                            .map_err(|e| Error::BadRequest(format!("invalid frame: {e}")))?;
-                        relay.ack(&device, &frame.ack).await?;
-                        for seq in frame.ack {
-                            sent.remove(&seq);
+                    rounds += 1;
+                    // The first tick comes at once: no ping then.
+                    if rounds > 1 {
+                        if heard.elapsed() > POLL_INTERVAL * 3 {
+                            return Err(Error::BadRequest("live connection silent".into()));
                         }
+                        tx.send(Message::Ping(Bytes::new()))
+                            .await
+                            .map_err(|e| Error::BadRequest(e.to_string()))?;
                     }
-                    Some(Ok(Message::Close(_))) | None => return Ok(()),
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => return Err(Error::BadRequest(e.to_string())),
-                },
+                }
+                incoming = rx.next() => {
+                    heard = tokio::time::Instant::now();
+                    match incoming {
+                        Some(Ok(Message::Text(text))) => {
+                            let frame: ClientFrame = serde_json::from_str(text.as_str())
+                                .map_err(|e| Error::BadRequest(format!("invalid frame: {e}")))?;
+                            relay.ack(&device, &frame.ack).await?;
+                            for seq in frame.ack {
+                                sent.remove(&seq);
+                            }
+                        }
+                        Some(Ok(Message::Close(_))) | None => return Ok(()),
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => return Err(Error::BadRequest(e.to_string())),
+                    }
+                }
             }
         }
     }

@@ -23,6 +23,16 @@ use crate::store::{
 };
 use crate::wire::{EnvelopeLimits, Id16, PostedEnvelope};
 
+/// A failure of provisioning's store (the key directory) as the relay's
+/// error: out of reach is `Unavailable` (503), anything else internal.
+fn directory_error(e: kontor_provisioning::Error) -> Error {
+    if e.code() == "unavailable" {
+        Error::Unavailable(e.to_string())
+    } else {
+        Error::Store(e.to_string())
+    }
+}
+
 /// Limits and lifetimes of the relay. Every one has a default that suits a
 /// small organisation.
 #[derive(Debug, Clone)]
@@ -49,6 +59,10 @@ pub struct RelayConfig {
     pub fetch_max: usize,
     /// Most members in one group.
     pub group_members_max: usize,
+    /// Most live connections (WebSockets) one device may hold at once.
+    pub live_per_device_max: usize,
+    /// Most live connections on this node.
+    pub live_max: usize,
 }
 
 impl Default for RelayConfig {
@@ -65,6 +79,8 @@ impl Default for RelayConfig {
             message_burst: 200,
             fetch_max: 500,
             group_members_max: 1_000,
+            live_per_device_max: 4,
+            live_max: 10_000,
         }
     }
 }
@@ -177,6 +193,7 @@ pub struct Relay<S, P, B> {
     policy: Arc<dyn ReachPolicy>,
     config: RelayConfig,
     buckets: Mutex<HashMap<DeviceId, Bucket>>,
+    live: Arc<Mutex<LiveCount>>,
     pusher: Option<SharedPusher>,
     wiped_listener: Option<tokio::sync::mpsc::UnboundedSender<DeviceId>>,
 }
@@ -184,6 +201,35 @@ pub struct Relay<S, P, B> {
 struct Bucket {
     tokens: f64,
     at: Instant,
+}
+
+/// The live connections open on this node, in all and per device.
+#[derive(Default)]
+struct LiveCount {
+    total: usize,
+    per_device: HashMap<DeviceId, usize>,
+}
+
+/// One live connection's place in the count; gives it back when dropped.
+pub struct LiveSlot {
+    live: Arc<Mutex<LiveCount>>,
+    device: DeviceId,
+}
+
+impl Drop for LiveSlot {
+    fn drop(&mut self) {
+        let mut live = self
+            .live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        live.total = live.total.saturating_sub(1);
+        if let Some(n) = live.per_device.get_mut(&self.device) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                live.per_device.remove(&self.device);
+            }
+        }
+    }
 }
 
 /// How fresh "last seen" is kept.
@@ -217,6 +263,7 @@ where
             policy: Arc::new(AllowAll),
             config,
             buckets: Mutex::new(HashMap::new()),
+            live: Arc::default(),
             pusher: None,
             wiped_listener: None,
         }
@@ -274,7 +321,7 @@ where
             .certs
             .certificate(&serial)
             .await
-            .map_err(|e| Error::Store(e.to_string()))?
+            .map_err(directory_error)?
             .ok_or(Error::DeviceRefused(
                 "certificate not issued by this organisation",
             ))?;
@@ -291,7 +338,11 @@ where
         let now = now_ms();
         let last_seen = state.and_then(|s| s.last_seen_ms);
         if last_seen.is_none_or(|at| now.saturating_sub(at) >= LAST_SEEN_RESOLUTION_MS) {
-            self.store.touch_device(device_id, now).await?;
+            // Best effort: a full disk must not also stop a device from
+            // fetching and acknowledging (which frees space).
+            if let Err(e) = self.store.touch_device(device_id, now).await {
+                tracing::warn!(%device_id, error = %e, "last seen not recorded");
+            }
         }
         Ok(DeviceContext {
             device_id,
@@ -312,11 +363,7 @@ where
     }
 
     async fn check_user_active(&self, user_id: &str) -> Result<()> {
-        let user = self
-            .certs
-            .user(user_id)
-            .await
-            .map_err(|e| Error::Store(e.to_string()))?;
+        let user = self.certs.user(user_id).await.map_err(directory_error)?;
         match user {
             Some(u) if u.status == UserStatus::Blocked => Err(Error::DeviceRefused("user blocked")),
             _ => Ok(()),
@@ -330,7 +377,7 @@ where
             .certs
             .certificates_of_device(&device_id)
             .await
-            .map_err(|e| Error::Store(e.to_string()))?;
+            .map_err(directory_error)?;
         Ok(certs
             .into_iter()
             .filter(|c| c.not_after > now_s && !self.deny.contains(&c.serial))
@@ -384,7 +431,7 @@ where
             .certs
             .certificates_of_user(user_id)
             .await
-            .map_err(|e| Error::Store(e.to_string()))?;
+            .map_err(directory_error)?;
         let mut newest: HashMap<DeviceId, CertificateRecord> = HashMap::new();
         for cert in certs {
             if cert.not_after <= now_s || self.deny.contains(&cert.serial) {
@@ -419,11 +466,7 @@ where
     /// and the policy allows it. Looking up keys and messaging are allowed
     /// to pairs that may share a group, since group messages need both.
     async fn check_reach(&self, from: &str, to: &str, what: Exchange) -> Result<()> {
-        let user = self
-            .certs
-            .user(to)
-            .await
-            .map_err(|e| Error::Store(e.to_string()))?;
+        let user = self.certs.user(to).await.map_err(directory_error)?;
         if matches!(user, Some(u) if u.status == UserStatus::Blocked) {
             return Err(Error::Forbidden(format!("user {to} (blocked)")));
         }
@@ -443,6 +486,26 @@ where
             return Err(Error::Forbidden(format!("user {to}")));
         }
         Ok(())
+    }
+
+    /// A place for one more live connection of `device`, refused with
+    /// `TooManyConnections` past `live_per_device_max` for the device or
+    /// `live_max` for the node.
+    pub fn live_slot(&self, device: DeviceId) -> Result<LiveSlot> {
+        let mut live = self
+            .live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mine = live.per_device.get(&device).copied().unwrap_or(0);
+        if mine >= self.config.live_per_device_max || live.total >= self.config.live_max {
+            return Err(Error::TooManyConnections { retry_after_s: 5 });
+        }
+        live.total += 1;
+        live.per_device.insert(device, mine + 1);
+        Ok(LiveSlot {
+            live: self.live.clone(),
+            device,
+        })
     }
 
     fn rate_limit(&self, device: DeviceId) -> Result<()> {
@@ -682,13 +745,13 @@ where
             .certs
             .user(user)
             .await
-            .map_err(|e| Error::Store(e.to_string()))?
+            .map_err(directory_error)?
             .is_some()
             || !self
                 .certs
                 .certificates_of_user(user)
                 .await
-                .map_err(|e| Error::Store(e.to_string()))?
+                .map_err(directory_error)?
                 .is_empty();
         if !known {
             return Err(Error::NotFound("user"));
@@ -840,7 +903,7 @@ where
                 .certs
                 .certificates_of_device(&blob.owner_device)
                 .await
-                .map_err(|e| Error::Store(e.to_string()))?
+                .map_err(directory_error)?
                 .into_iter()
                 .next()
                 .map(|c| c.user_id);

@@ -6,6 +6,8 @@ mod archive;
 mod config_cli;
 mod crypto_cli;
 mod emm;
+mod faults;
+mod flood;
 mod portal;
 mod relay_crash;
 mod serve;

@@ -35,7 +35,33 @@ impl std::fmt::Debug for PostgresStore {
 }
 
 fn db(e: tokio_postgres::Error) -> Error {
+    if unavailable(&e) {
+        return Error::Unavailable(e.to_string());
+    }
     Error::Store(e.to_string())
+}
+
+/// Whether `e` means the database cannot be reached or cannot take writes
+/// right now (connection refused or lost, server shutting down or starting,
+/// out of disk or connections) rather than a fault of the statement.
+fn unavailable(e: &tokio_postgres::Error) -> bool {
+    match e.code() {
+        // 08: connection exception, 53: insufficient resources (disk full,
+        // out of memory, too many connections), 57P: shutdown, crash
+        // recovery, cannot connect now.
+        Some(state) => {
+            let code = state.code();
+            code.starts_with("08") || code.starts_with("53") || code.starts_with("57P")
+        }
+        // No SQLSTATE: a closed connection, an I/O error or a connect
+        // timeout mean the server is out of reach; a row count or type
+        // error does not.
+        None => {
+            e.is_closed()
+                || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+                || e.to_string().starts_with("timeout")
+        }
+    }
 }
 
 impl PostgresStore {
@@ -117,6 +143,8 @@ async fn open_client(url: &str, schema: &str) -> Result<Client> {
     let mut config: tokio_postgres::Config = url.parse().map_err(db)?;
     // Names the connection in pg_stat_activity, per schema.
     config.application_name(format!("kontor-provisioning/{schema}"));
+    // A database that does not answer must not hold a request forever.
+    config.connect_timeout(std::time::Duration::from_secs(5));
     let (client, connection) = config.connect(NoTls).await.map_err(db)?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {

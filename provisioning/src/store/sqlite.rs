@@ -24,6 +24,11 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 fn db(e: rusqlite::Error) -> Error {
+    // A full disk is the operator's to fix and the client's to retry, not
+    // an internal fault.
+    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+        return Error::Unavailable(e.to_string());
+    }
     Error::Store(e.to_string())
 }
 

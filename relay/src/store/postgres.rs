@@ -9,7 +9,9 @@
 
 use std::collections::HashSet;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 use kontor_provisioning::DeviceId;
 use tokio_postgres::{NoTls, Row};
 
@@ -25,6 +27,9 @@ const MIGRATIONS: &[(i64, &str)] = &[
 ];
 /// Connections per node.
 const POOL_SIZE: usize = 16;
+/// How long a request waits for a connection, for a new connection to open,
+/// or for a returned one to be checked, before it is answered 503.
+const POOL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The PostgreSQL implementation of every relay store trait.
 #[derive(Clone)]
@@ -41,8 +46,68 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
-fn db(e: impl std::fmt::Display) -> Error {
-    Error::Store(e.to_string())
+fn db(e: impl Into<Fault>) -> Error {
+    match e.into() {
+        Fault::Postgres(e) if e.code() == Some(&tokio_postgres::error::SqlState::DISK_FULL) => {
+            Error::StorageFull(e.to_string())
+        }
+        Fault::Postgres(e) if unavailable(&e) => Error::Unavailable(e.to_string()),
+        Fault::Postgres(e) => Error::Store(e.to_string()),
+        Fault::Pool(PoolError::Backend(e)) => db(e),
+        // Timeouts and a closed pool: the database is out of reach.
+        Fault::Pool(e @ (PoolError::Timeout(_) | PoolError::Closed)) => {
+            Error::Unavailable(e.to_string())
+        }
+        Fault::Pool(e) => Error::Store(e.to_string()),
+        Fault::Other(e) => Error::Store(e),
+    }
+}
+
+/// What the store's calls fail with, for [`db`].
+enum Fault {
+    Postgres(tokio_postgres::Error),
+    Pool(PoolError),
+    Other(String),
+}
+
+impl From<tokio_postgres::Error> for Fault {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Fault::Postgres(e)
+    }
+}
+
+impl From<PoolError> for Fault {
+    fn from(e: PoolError) -> Self {
+        Fault::Pool(e)
+    }
+}
+
+impl From<deadpool_postgres::BuildError> for Fault {
+    fn from(e: deadpool_postgres::BuildError) -> Self {
+        Fault::Other(e.to_string())
+    }
+}
+
+/// Whether `e` means the database cannot be reached or cannot take writes
+/// right now (connection refused or lost, server shutting down or starting,
+/// out of resources) rather than a fault of the statement.
+fn unavailable(e: &tokio_postgres::Error) -> bool {
+    match e.code() {
+        // 08: connection exception, 53: insufficient resources, 57P:
+        // shutdown, crash recovery, cannot connect now.
+        Some(state) => {
+            let code = state.code();
+            code.starts_with("08") || code.starts_with("53") || code.starts_with("57P")
+        }
+        // No SQLSTATE: a closed connection, an I/O error or a connect
+        // timeout mean the server is out of reach; a row count or type
+        // error does not.
+        None => {
+            e.is_closed()
+                || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+                || e.to_string().starts_with("timeout")
+        }
+    }
 }
 
 fn device_of(bytes: &[u8]) -> Result<DeviceId> {
@@ -82,6 +147,7 @@ impl PostgresStore {
         }
         let mut config: tokio_postgres::Config = url.parse().map_err(db)?;
         config.application_name(format!("kontor-relay/{schema}"));
+        config.connect_timeout(POOL_TIMEOUT);
         config.options(format!("-c search_path={schema}"));
         let manager = Manager::from_config(
             config,
@@ -92,6 +158,10 @@ impl PostgresStore {
         );
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(POOL_TIMEOUT))
+            .create_timeout(Some(POOL_TIMEOUT))
+            .recycle_timeout(Some(POOL_TIMEOUT))
             .build()
             .map_err(db)?;
         let store = Self {

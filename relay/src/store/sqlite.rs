@@ -37,6 +37,11 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 fn db(e: rusqlite::Error) -> Error {
+    // A full disk refuses the write cleanly (the transaction rolls back):
+    // the client is told so and retries later.
+    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+        return Error::StorageFull(e.to_string());
+    }
     Error::Store(e.to_string())
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use kontor_relay::client::{Answer, DeviceClient};
-use kontor_relay::http::{router, serve_tls};
+use kontor_relay::http::{ListenerLimits, router, serve_tls};
 use kontor_relay::service::RelayConfig;
 use kontor_relay::store::RelayStore;
 use kontor_relay::tls::{self, TlsMaterial};
@@ -64,7 +64,11 @@ async fn start_node<S: RelayStore>(org: &Org<S>, app: axum::Router) -> Running {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve_tls(listener, config, app, 1000, async move {
+    let limits = ListenerLimits {
+        connections_max: 1000,
+        ..ListenerLimits::default()
+    };
+    tokio::spawn(serve_tls(listener, config, app, limits, async move {
         let _ = stopped.await;
     }));
     Running { addr, _stop: stop }
