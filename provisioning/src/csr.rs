@@ -54,6 +54,12 @@ pub fn csr_pem_to_der(pem: &str) -> Result<Vec<u8>> {
     pem_to_der(pem, &["CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"]).ok_or(Error::MalformedCsr)
 }
 
+/// Decodes a certificate given as PEM (`CERTIFICATE`) into DER, as a
+/// renewal presents it.
+pub fn certificate_pem_to_der(pem: &str) -> Result<Vec<u8>> {
+    pem_to_der(pem, &["CERTIFICATE"]).ok_or(Error::UnknownCertificate)
+}
+
 /// Decodes one PEM block with one of the accepted labels.
 pub(crate) fn pem_to_der(pem: &str, labels: &[&str]) -> Option<Vec<u8>> {
     let (rest, block) = x509_parser::pem::parse_x509_pem(pem.trim().as_bytes()).ok()?;

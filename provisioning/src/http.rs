@@ -296,8 +296,7 @@ async fn renew<S: Store>(
     let now = OffsetDateTime::now_utc();
     let request: RenewBody = device_body(&state, AttemptKind::Renew, body, now).await?;
     let converted = (|| {
-        let cert_der = crate::csr::pem_to_der(&request.certificate, &["CERTIFICATE"])
-            .ok_or(Error::UnknownCertificate)?;
+        let cert_der = crate::csr::certificate_pem_to_der(&request.certificate)?;
         let csr_der = crate::csr::csr_pem_to_der(&request.csr)?;
         let proof = request
             .proof
