@@ -46,8 +46,9 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::peer::{Dest, GroupRef, MessageRx, MessageTx, Peer, payload};
 
-/// Requests one sender may have in flight.
-const IN_FLIGHT: usize = 256;
+/// Requests one sender may have in flight (the server allows 100 HTTP/2
+/// streams per connection).
+const IN_FLIGHT: usize = 100;
 /// Offset of the first delivery in an envelope without a group and blobs:
 /// magic, version, kind, blob count, delivery count.
 const DELIVERIES_AT: usize = 4 + 1 + 1 + 2 + 2;
@@ -264,6 +265,17 @@ async fn start_node(
         .args(["--enroll-listen", &format!("127.0.0.1:{enroll_port}")])
         .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
         .args(["--org-id", "bench", "--connections-max", "19500"])
+        // Every bench connection comes from 127.0.0.1 and idle connections
+        // share the users' devices: lift the per-address and per-device
+        // bounds that protect a real deployment.
+        .args(["--connections-per-address-max", "19500"])
+        .args(["--websockets-per-device-max", "1000"])
+        .args([
+            "--enroll-rate-per-address",
+            "10000",
+            "--enroll-burst-per-address",
+            "10000",
+        ])
         .env("KONTOR_ADMIN_KEY", admin_key)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
