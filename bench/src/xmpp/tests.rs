@@ -32,13 +32,14 @@ async fn run(kind: XmppKind) {
         dir: dir.path().to_path_buf(),
     };
     let peer = XmppPeer::start(opts).await.expect("the server starts");
-    let outcome = tokio::time::timeout(Duration::from_secs(30), scenario(&peer)).await;
+    // A bound against a hang, not a speed check: CI machines are busy.
+    let outcome = tokio::time::timeout(Duration::from_secs(120), scenario(&peer)).await;
     let tails = peer.log_tails();
     peer.stop().await.expect("the server stops");
     match outcome {
         Ok(Ok(())) => {}
         Ok(Err(e)) => panic!("{kind}: {e:#}\n{tails}"),
-        Err(_) => panic!("{kind}: the scenario took over 30 s\n{tails}"),
+        Err(_) => panic!("{kind}: the scenario took over 120 s\n{tails}"),
     }
 }
 
