@@ -88,6 +88,9 @@ struct RunArgs {
     /// Idle connections to hold.
     #[arg(long, default_value_t = 19_000)]
     idle: usize,
+    /// Messages in the store-and-forward workload.
+    #[arg(long, default_value_t = 100_000)]
+    sf_messages: usize,
     /// Seconds per rate step.
     #[arg(long, default_value_t = 4.0)]
     step_seconds: f64,
@@ -250,7 +253,7 @@ fn full_plan(args: &RunArgs) -> Plan {
         group_size: 50,
         group_count: 2,
         group_first_rate: 40.0,
-        sf_messages: 100_000,
+        sf_messages: args.sf_messages,
         idle: args.idle,
         storm_seconds: 5.0,
         storm_concurrency: 32,
