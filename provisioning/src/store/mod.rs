@@ -13,7 +13,7 @@ use crate::types::{CertSerial, DeviceId};
 mod postgres;
 mod sqlite;
 
-pub use postgres::PostgresStore;
+pub use postgres::{PostgresStore, unavailable as postgres_unavailable};
 pub use sqlite::SqliteStore;
 
 /// What an enrollment token admits.

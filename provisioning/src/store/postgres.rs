@@ -43,8 +43,9 @@ fn db(e: tokio_postgres::Error) -> Error {
 
 /// Whether `e` means the database cannot be reached or cannot take writes
 /// right now (connection refused or lost, server shutting down or starting,
-/// out of disk or connections) rather than a fault of the statement.
-fn unavailable(e: &tokio_postgres::Error) -> bool {
+/// out of disk or connections) rather than a fault of the statement. The
+/// relay's PostgreSQL store classifies its errors with the same rule.
+pub fn unavailable(e: &tokio_postgres::Error) -> bool {
     match e.code() {
         // 08: connection exception, 53: insufficient resources (disk full,
         // out of memory, too many connections), 57P: shutdown, crash

@@ -51,7 +51,9 @@ fn db(e: impl Into<Fault>) -> Error {
         Fault::Postgres(e) if e.code() == Some(&tokio_postgres::error::SqlState::DISK_FULL) => {
             Error::StorageFull(e.to_string())
         }
-        Fault::Postgres(e) if unavailable(&e) => Error::Unavailable(e.to_string()),
+        Fault::Postgres(e) if kontor_provisioning::store::postgres_unavailable(&e) => {
+            Error::Unavailable(e.to_string())
+        }
         Fault::Postgres(e) => Error::Store(e.to_string()),
         Fault::Pool(PoolError::Backend(e)) => db(e),
         // Timeouts and a closed pool: the database is out of reach.
@@ -85,28 +87,6 @@ impl From<PoolError> for Fault {
 impl From<deadpool_postgres::BuildError> for Fault {
     fn from(e: deadpool_postgres::BuildError) -> Self {
         Fault::Other(e.to_string())
-    }
-}
-
-/// Whether `e` means the database cannot be reached or cannot take writes
-/// right now (connection refused or lost, server shutting down or starting,
-/// out of resources) rather than a fault of the statement.
-fn unavailable(e: &tokio_postgres::Error) -> bool {
-    match e.code() {
-        // 08: connection exception, 53: insufficient resources, 57P:
-        // shutdown, crash recovery, cannot connect now.
-        Some(state) => {
-            let code = state.code();
-            code.starts_with("08") || code.starts_with("53") || code.starts_with("57P")
-        }
-        // No SQLSTATE: a closed connection, an I/O error or a connect
-        // timeout mean the server is out of reach; a row count or type
-        // error does not.
-        None => {
-            e.is_closed()
-                || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
-                || e.to_string().starts_with("timeout")
-        }
     }
 }
 
