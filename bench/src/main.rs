@@ -729,6 +729,15 @@ fn date() -> String {
         .unwrap_or_default()
 }
 
+/// A system's 1:1 results (the one-node figures of the scale-out system).
+fn one_to_one_of(system: &Value) -> &Value {
+    if system["one_to_one"].is_object() {
+        &system["one_to_one"]
+    } else {
+        &system["one_to_one@1node"]
+    }
+}
+
 /// Tables and charts from a results value, into `dir`.
 fn write_report(results: &Value, dir: &std::path::Path) -> anyhow::Result<()> {
     let systems = results["systems"].as_object().cloned().unwrap_or_default();
@@ -742,11 +751,7 @@ fn write_report(results: &Value, dir: &std::path::Path) -> anyhow::Result<()> {
     let sizes = ["256", "4096", "65536"];
     for name in &names {
         let s = &systems[name];
-        let one = if s["one_to_one"].is_object() {
-            &s["one_to_one"]
-        } else {
-            &s["one_to_one@1node"]
-        };
+        let one = one_to_one_of(s);
         let mut points = Vec::new();
         for (i, size) in sizes.iter().enumerate() {
             let cell = &one[*size];
@@ -796,11 +801,7 @@ fn write_report(results: &Value, dir: &std::path::Path) -> anyhow::Result<()> {
     let mut lines = Vec::new();
     for name in &names {
         let s = &systems[name];
-        let one = if s["one_to_one"].is_object() {
-            &s["one_to_one"]
-        } else {
-            &s["one_to_one@1node"]
-        };
+        let one = one_to_one_of(s);
         let steps = one["256"]["runs"][0]["steps"]
             .as_array()
             .cloned()
