@@ -168,6 +168,12 @@ pub struct ServeArgs {
     /// Most live connections (WebSockets) one device may hold at once.
     #[arg(long, default_value_t = 4)]
     pub websockets_per_device_max: usize,
+    /// Messages one device may post per second, sustained.
+    #[arg(long, default_value_t = 20)]
+    pub messages_per_device_per_s: u32,
+    /// ... and at once.
+    #[arg(long, default_value_t = 200)]
+    pub message_burst_per_device: u32,
 }
 
 impl ServeArgs {
@@ -189,6 +195,8 @@ impl ServeArgs {
             message_ttl: days(self.message_retention_days),
             blob_ttl: days(self.blob_retention_days),
             live_per_device_max: self.websockets_per_device_max.max(1),
+            messages_per_s: self.messages_per_device_per_s.max(1),
+            message_burst: self.message_burst_per_device.max(1),
             live_max: self.connections_max.max(1),
             ..RelayConfig::default()
         }

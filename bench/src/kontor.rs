@@ -270,6 +270,9 @@ async fn start_node(
         // bounds that protect a real deployment.
         .args(["--connections-per-address-max", "19500"])
         .args(["--websockets-per-device-max", "1000"])
+        // A bench sender posts far more than a person types.
+        .args(["--messages-per-device-per-s", "1000000"])
+        .args(["--message-burst-per-device", "1000000"])
         .args([
             "--enroll-rate-per-address",
             "10000",

@@ -88,6 +88,34 @@ impl Subscription {
             Err(broadcast::error::RecvError::Closed) => None,
         }
     }
+
+    /// A hint that is already waiting, without waiting for one: lets a
+    /// live connection fold a burst of hints into one look at the queue.
+    pub fn try_recv(&mut self) -> Option<Hint> {
+        if self.owe_command {
+            self.owe_command = false;
+            return Some(Hint {
+                device: self.device,
+                kind: HintKind::Command,
+            });
+        }
+        match self.receiver.try_recv() {
+            Ok(kind) => Some(Hint {
+                device: self.device,
+                kind,
+            }),
+            Err(broadcast::error::TryRecvError::Lagged(_)) => {
+                self.owe_command = true;
+                Some(Hint {
+                    device: self.device,
+                    kind: HintKind::Message,
+                })
+            }
+            Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed) => {
+                None
+            }
+        }
+    }
 }
 
 /// The in-process bus of a single node.

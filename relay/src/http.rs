@@ -886,13 +886,20 @@ where
                 look_commands = false;
             }
             tokio::select! {
-                hint = hints.recv() => match hint {
-                    Some(h) => match h.kind {
-                        HintKind::Message => look_messages = true,
-                        HintKind::Command => look_commands = true,
-                    },
-                    None => return Err(Error::Bus("subscription ended".into())),
-                },
+                hint = hints.recv() => {
+                    let Some(first) = hint else {
+                        return Err(Error::Bus("subscription ended".into()));
+                    };
+                    // A burst of hints (one per message) is one look.
+                    let mut next = Some(first);
+                    while let Some(h) = next {
+                        match h.kind {
+                            HintKind::Message => look_messages = true,
+                            HintKind::Command => look_commands = true,
+                        }
+                        next = hints.try_recv();
+                    }
+                }
                 _ = poll.tick() => {
                     look_messages = true;
                     look_commands = true;

@@ -93,6 +93,21 @@ impl SqliteStore {
         .await
         .map_err(|e| Error::Store(e.to_string()))?
     }
+
+    /// A point lookup (one row by its key, microseconds): runs at once on
+    /// the calling task when the connection is free, and only otherwise on
+    /// the blocking pool. Every authenticated request makes a few of these;
+    /// a trip through the pool each cost more than the lookup itself.
+    async fn lookup<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+    {
+        if let Ok(guard) = self.conn.try_lock() {
+            return f(&guard);
+        }
+        self.call(f).await
+    }
 }
 
 fn token_from_row(row: &Row<'_>) -> rusqlite::Result<(TokenRecordRaw,)> {
@@ -205,7 +220,7 @@ fn cert_from_row(row: &Row<'_>) -> rusqlite::Result<CertRaw> {
 
 fn certs_where(conn: &Connection, clause: &str, value: String) -> Result<Vec<CertificateRecord>> {
     let mut stmt = conn
-        .prepare(&format!(
+        .prepare_cached(&format!(
             "SELECT {CERT_COLUMNS} FROM certificates WHERE {clause} ORDER BY issued_at"
         ))
         .map_err(db)?;
@@ -331,13 +346,13 @@ impl CertificateStore for SqliteStore {
 
     async fn certificate(&self, serial: &CertSerial) -> Result<Option<CertificateRecord>> {
         let serial = serial.to_string();
-        self.call(move |conn| Ok(certs_where(conn, "serial = ?1", serial)?.pop()))
+        self.lookup(move |conn| Ok(certs_where(conn, "serial = ?1", serial)?.pop()))
             .await
     }
 
     async fn certificates_of_device(&self, device: &DeviceId) -> Result<Vec<CertificateRecord>> {
         let device = device.to_string();
-        self.call(move |conn| certs_where(conn, "device_id = ?1", device))
+        self.lookup(move |conn| certs_where(conn, "device_id = ?1", device))
             .await
     }
 
@@ -450,19 +465,19 @@ impl AttemptLog for SqliteStore {
 impl UserDirectory for SqliteStore {
     async fn user(&self, user_id: &str) -> Result<Option<DirectoryUser>> {
         let id = user_id.to_owned();
-        self.call(move |conn| {
+        self.lookup(move |conn| {
             let row = conn
-                .query_row(
+                .prepare_cached(
                     "SELECT user_id, department, status FROM directory_users WHERE user_id = ?1",
-                    [id],
-                    |row| {
-                        Ok((
-                            row.get::<_, String>(0)?,
-                            row.get::<_, Option<String>>(1)?,
-                            row.get::<_, String>(2)?,
-                        ))
-                    },
                 )
+                .map_err(db)?
+                .query_row([id], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, Option<String>>(1)?,
+                        row.get::<_, String>(2)?,
+                    ))
+                })
                 .optional()
                 .map_err(db)?;
             row.map(|(user_id, department, status)| {
@@ -493,7 +508,7 @@ impl UserDirectory for SqliteStore {
 
     async fn allow_list_contains(&self, entry: &str) -> Result<bool> {
         let entry = entry.to_owned();
-        self.call(move |conn| {
+        self.lookup(move |conn| {
             conn.query_row(
                 "SELECT EXISTS (SELECT 1 FROM allow_list WHERE entry = ?1)",
                 [entry],

@@ -7,8 +7,6 @@
 //! the same recipient across nodes, so a queue never grows past its limit;
 //! the unique (sender, message id) key makes retries race-free.
 
-use std::collections::HashSet;
-
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
@@ -23,6 +21,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         2,
         include_str!("../../migrations/postgres/0002_command_delivered.sql"),
+    ),
+    (
+        3,
+        include_str!("../../migrations/postgres/0003_queue_len.sql"),
     ),
 ];
 /// Connections per node.
@@ -247,7 +249,7 @@ impl MessageStore for PostgresStore {
         let limit = i64::try_from(queue_len_max).unwrap_or(i64::MAX);
         let full = tx
             .query_opt(
-                "SELECT device FROM relay_queue WHERE device = ANY($1) GROUP BY device HAVING count(*) >= $2 LIMIT 1",
+                "SELECT device FROM relay_queue_len WHERE device = ANY($1) AND n >= $2 LIMIT 1",
                 &[&devices, &limit],
             )
             .await
@@ -308,27 +310,27 @@ impl MessageStore for PostgresStore {
         skip: &[u64],
         limit: usize,
     ) -> Result<Vec<QueuedMessage>> {
-        let skip: HashSet<u64> = skip.iter().copied().collect();
-        let fetch = i64::try_from(limit.saturating_add(skip.len())).unwrap_or(i64::MAX);
+        // The skipped entries (sent on a live connection, not yet
+        // acknowledged) are left out by PostgreSQL, so their bodies are not
+        // read.
+        let skip: Vec<i64> = skip.iter().filter_map(|s| i64::try_from(*s).ok()).collect();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = self
             .client()
             .await?
             .query(
                 "SELECT q.seq, q.received_at_ms, q.delivery, b.body FROM relay_queue q \
                  JOIN relay_bodies b ON b.id = q.body_id \
-                 WHERE q.device = $1 AND q.expires_at_ms > $2 ORDER BY q.seq LIMIT $3",
-                &[&device.as_bytes().to_vec(), &now_ms, &fetch],
+                 WHERE q.device = $1 AND q.expires_at_ms > $2 AND q.seq <> ALL($4) \
+                 ORDER BY q.seq LIMIT $3",
+                &[&device.as_bytes().to_vec(), &now_ms, &limit, &skip],
             )
             .await
             .map_err(db)?;
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let s = seq(row.try_get(0).map_err(db)?);
-            if skip.contains(&s) || out.len() >= limit {
-                continue;
-            }
             out.push(QueuedMessage {
-                seq: s,
+                seq: seq(row.try_get(0).map_err(db)?),
                 received_at_ms: row.try_get(1).map_err(db)?,
                 delivery: row.try_get(2).map_err(db)?,
                 body: row.try_get(3).map_err(db)?,
@@ -382,13 +384,16 @@ impl MessageStore for PostgresStore {
         let row = self
             .client()
             .await?
-            .query_one(
-                "SELECT count(*) FROM relay_queue WHERE device = $1",
+            .query_opt(
+                "SELECT n FROM relay_queue_len WHERE device = $1",
                 &[&device.as_bytes().to_vec()],
             )
             .await
             .map_err(db)?;
-        Ok(seq(row.try_get(0).map_err(db)?))
+        match row {
+            Some(row) => Ok(seq(row.try_get(0).map_err(db)?)),
+            None => Ok(0),
+        }
     }
 
     async fn expire_messages(&self, now_ms: i64) -> Result<usize> {

@@ -244,6 +244,7 @@ on_every_store!(
     device_state_keeps_push_target_last_seen_and_wipe_apart,
     concurrent_retries_on_two_nodes_store_a_message_exactly_once,
     concurrent_stores_on_two_nodes_never_overfill_a_queue_or_deadlock,
+    writes_committed_together_fail_alone_and_count_the_queue_exactly,
 );
 
 on_durable_stores!(a_stored_message_survives_closing_and_reopening_the_database);
@@ -953,4 +954,120 @@ async fn a_stored_message_survives_closing_and_reopening_the_database(b: &impl B
     // The reopened store still knows the message: a retry changes nothing.
     assert_eq!(s.store_message(&m, ROOMY).await, Ok(Stored::Duplicate));
     assert_eq!(s.queue_len(bob).await.unwrap(), 1);
+}
+
+/// Many writes at once land in the same group commit (SQLite) or in
+/// concurrent transactions (PostgreSQL): each still gets its own answer, a
+/// failing one (a replay, a full queue) changes nothing and leaves the
+/// others stored, and the kept queue length matches the queue through
+/// stores, acknowledgements, a dropped queue and expiry.
+async fn writes_committed_together_fail_alone_and_count_the_queue_exactly(b: &impl Backend) {
+    let s = b.make().await;
+    let (alice, bob, carol, dave) = (dev(1), dev(2), dev(3), dev(4));
+    // A message under id 0 first, so that a second body under it is a replay.
+    new_seqs(
+        s.store_message(&message(alice, 0, b"first", &[bob]), ROOMY)
+            .await
+            .unwrap(),
+    );
+    // Carol's queue takes 3 (the limit is 4, one is queued below first).
+    new_seqs(
+        s.store_message(&message(dave, 200, b"c", &[carol]), 4)
+            .await
+            .unwrap(),
+    );
+
+    let mut tasks = Vec::new();
+    for id in 1..=60u8 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let m = match id % 3 {
+                // A replay of id 0 under another body.
+                0 if id == 30 => message(alice, 0, b"other", &[bob]),
+                // Carol's small queue fills up.
+                0 => message(alice, id, &[id], &[carol]),
+                _ => message(alice, id, &[id], &[bob]),
+            };
+            let limit = if m.deliveries[0].0 == carol { 4 } else { ROOMY };
+            (id, s.store_message(&m, limit).await)
+        }));
+    }
+    let (mut to_bob, mut to_carol, mut replays, mut full) = (0u64, 0u64, 0, 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            (30, Err(Error::Replay)) => replays += 1,
+            (id, Ok(Stored::New(seqs))) if id % 3 == 0 => {
+                assert_eq!(seqs[0].0, carol);
+                to_carol += 1;
+            }
+            (_, Ok(Stored::New(seqs))) => {
+                assert_eq!(seqs[0].0, bob);
+                to_bob += 1;
+            }
+            (_, Err(Error::QueueFull(device))) => {
+                assert_eq!(device, carol.to_string());
+                full += 1;
+            }
+            (id, other) => panic!("message {id}: unexpected {other:?}"),
+        }
+    }
+    assert_eq!(replays, 1);
+    assert_eq!(to_bob, 40);
+    assert_eq!(
+        to_carol, 3,
+        "carol's queue takes 3 more up to its limit of 4"
+    );
+    assert_eq!(full, 19 - 3);
+    assert_eq!(s.queue_len(bob).await.unwrap(), 41);
+    assert_eq!(s.queue_len(carol).await.unwrap(), 4);
+    assert_eq!(pending_bodies(&s, bob).await.len(), 41);
+    // The replay did not replace the first body.
+    assert_eq!(pending_bodies(&s, bob).await[0].1, b"first".to_vec());
+
+    // Acknowledging frees places, also unknown and repeated seqs change
+    // nothing; a freed queue takes messages again.
+    let seqs: Vec<u64> = pending_bodies(&s, bob)
+        .await
+        .iter()
+        .map(|(q, _)| *q)
+        .collect();
+    assert_eq!(s.ack(bob, &seqs[..10]).await.unwrap(), 10);
+    assert_eq!(s.ack(bob, &seqs[..10]).await.unwrap(), 0);
+    assert_eq!(
+        s.ack(carol, &seqs[10..12]).await.unwrap(),
+        0,
+        "not carol's entries"
+    );
+    assert_eq!(s.queue_len(bob).await.unwrap(), 31);
+    let carols: Vec<u64> = pending_bodies(&s, carol)
+        .await
+        .iter()
+        .map(|(q, _)| *q)
+        .collect();
+    assert_eq!(s.ack(carol, &carols[..1]).await.unwrap(), 1);
+    new_seqs(
+        s.store_message(&message(alice, 100, b"again", &[carol]), 4)
+            .await
+            .unwrap(),
+    );
+    assert!(matches!(
+        s.store_message(&message(alice, 101, b"over", &[carol]), 4)
+            .await,
+        Err(Error::QueueFull(_))
+    ));
+
+    // A dropped queue counts zero; expiry counts what it removed.
+    assert_eq!(s.drop_queue(carol).await.unwrap(), 4);
+    assert_eq!(s.queue_len(carol).await.unwrap(), 0);
+    let mut late = message(alice, 102, b"late", &[bob]);
+    late.expires_at_ms = NOW + 2 * DAY;
+    new_seqs(s.store_message(&late, ROOMY).await.unwrap());
+    assert_eq!(s.queue_len(bob).await.unwrap(), 32);
+    assert_eq!(s.expire_messages(NOW + DAY).await.unwrap(), 31);
+    assert_eq!(s.queue_len(bob).await.unwrap(), 1);
+    assert_eq!(pending_bodies(&s, bob).await[0].1, b"late".to_vec());
+    check_rows(b, "relay_queue_len", 1).await;
+    // Nothing about a device with an empty queue stays in the counts.
+    assert_eq!(s.expire_messages(NOW + 3 * DAY).await.unwrap(), 1);
+    check_rows(b, "relay_queue_len", 0).await;
 }
