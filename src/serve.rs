@@ -571,6 +571,10 @@ where
         args.server_names[0],
         args.enroll_listen.port()
     );
+    // The connector's tables name users too: removing a user erases
+    // them there as well as in the administration, provisioning and relay.
+    let connector_store = kontor_mdm_connector::store::ConnectorStore::open(admin_db)
+        .context("cannot open the MDM connector's tables")?;
     let admin = Arc::new(
         kontor_admin::service::Admin::new(
             service.clone(),
@@ -582,7 +586,8 @@ where
             args.admin_config(&enroll_url, kek),
         )
         .await
-        .context("cannot start the administration")?,
+        .context("cannot start the administration")?
+        .with_eraser(Arc::new(connector_store.clone())),
     );
     tokio::spawn(admin.clone().record_events(policy_events));
     tokio::spawn(admin.clone().record_provisioning(provisioning_events));
@@ -614,8 +619,7 @@ where
     let (mdm_side, deliverer) = mdm_side(args, admin_db)?;
     let connector = Arc::new(kontor_mdm_connector::service::Connector::new(
         admin.clone(),
-        kontor_mdm_connector::store::ConnectorStore::open(admin_db)
-            .context("cannot open the MDM connector's tables")?,
+        connector_store,
         kontor_mdm_connector::service::ConnectorConfig::default(),
         mdm_side,
     ));

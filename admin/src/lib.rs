@@ -8,10 +8,13 @@
 //! # Layout
 //! - [`audit`]: the append-only, hash-chained audit trail (pure chain
 //!   rules, a SQLite shell), its verification and its exports.
+//! - [`erasure`]: the [`erasure::UserEraser`] other components register so
+//!   that removing a user erases their rows too.
 
 pub mod audit;
 pub mod auth;
 pub mod directory;
+pub mod erasure;
 pub mod error;
 pub mod http;
 pub mod policy;

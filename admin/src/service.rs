@@ -27,6 +27,7 @@ use crate::directory::{
     self, Allowance, ImportRow, LineReport, RestrictionSettings, Scope, User, UserFilter,
     UserStatus,
 };
+use crate::erasure::UserEraser;
 use crate::error::{Error, Result};
 use crate::policy::{DirectoryPolicy, PolicyEvent, Snapshot};
 use crate::role::{Permission, Role};
@@ -275,6 +276,8 @@ pub struct Admin<P, S, B> {
     /// Pseudonyms erased since start, which late events (a revocation
     /// reported after the removal) must not map back to the clear id.
     erased: std::sync::Mutex<BTreeSet<String>>,
+    /// Other components' erasure of a removed user.
+    erasers: Vec<Arc<dyn UserEraser>>,
     config: AdminConfig,
 }
 
@@ -322,6 +325,7 @@ where
             hasher: auth::Hasher::new(HASHING_THREADS),
             pseudonym_keys: std::sync::Mutex::new(HashMap::new()),
             erased: std::sync::Mutex::new(BTreeSet::new()),
+            erasers: Vec::new(),
             config,
         };
         // Opens (or creates) the organisation's pseudonym key now, so a
@@ -329,6 +333,13 @@ where
         admin.pseudonym_key(&admin.config.org_id).await?;
         admin.refresh_policy().await?;
         Ok(admin)
+    }
+
+    /// Erases a removed user's rows in another component too (the MDM
+    /// connector's tables): see [`Admin::remove_user`].
+    pub fn with_eraser(mut self, eraser: Arc<dyn UserEraser>) -> Self {
+        self.erasers.push(eraser);
+        self
     }
 
     /// The store.
@@ -1228,10 +1239,15 @@ where
     /// Every personal datum Kontor's server holds about a user, as JSON
     /// (DSGVO Art. 15 and 20): the directory entry (administration and
     /// enrollment), user-level restrictions and allow-list entry,
-    /// invitation tokens and enrollment attempts, every device and
-    /// certificate ever issued, device state, group memberships, activity
-    /// counts, wipes, archive requests naming them and their devices, and
-    /// every audit entry by, about or naming them, pseudonyms resolved.
+    /// invitation tokens and enrollment attempts (naming the user, their
+    /// devices, serials or tokens), every device and certificate ever
+    /// issued, device state, commands to their devices, group memberships,
+    /// the counts of every relay row erasure would delete (queued
+    /// messages, message ids sent, attachments and grants), what each
+    /// registered [`UserEraser`] holds (the MDM connector's device
+    /// mappings and commands, SCIM's attributes), activity counts, wipes,
+    /// archive requests naming them and their devices, and every audit
+    /// entry by, about or naming them, pseudonyms resolved.
     /// Message content is not there: the server never holds it. The export
     /// itself is audited.
     pub async fn export_user(&self, p: &Principal, user_id: &str) -> Result<serde_json::Value> {
@@ -1249,7 +1265,38 @@ where
         .await?;
         let mut certificates = Vec::new();
         let mut devices = Vec::new();
-        for cert in self.prov.store().certificates_of_user(user_id).await? {
+        let mut commands = Vec::new();
+        let user_certs = self.prov.store().certificates_of_user(user_id).await?;
+        let mut device_ids: Vec<DeviceId> = user_certs.iter().map(|c| c.device_id).collect();
+        device_ids.sort_by_key(|d| d.to_string());
+        device_ids.dedup();
+        for device in &device_ids {
+            for c in self.relay.store().commands_of_device(*device).await? {
+                commands.push(serde_json::json!({
+                    "device_id": device.to_string(), "id": c.id, "kind": c.kind, "payload": c.payload,
+                    "created_at_ms": c.created_at_ms, "delivered_at_ms": c.delivered_at_ms,
+                    "acked_at_ms": c.acked_at_ms, "receipt": c.receipt,
+                }));
+            }
+        }
+        // What the relay's erasure would delete, counted by its own
+        // statements: queued messages, message ids sent, attachments and
+        // grants the lists above do not show one by one.
+        let rows = self.relay.store().user_rows(user_id, &device_ids).await?;
+        let relay_rows = serde_json::json!({
+            "device_states": rows.devices, "queued_messages": rows.queued,
+            "message_bodies_only_for_them": rows.bodies, "sent_message_ids": rows.seen,
+            "attachments_uploaded": rows.blobs, "attachment_grants": rows.grants,
+            "commands": rows.commands, "group_memberships": rows.memberships,
+            "groups_only_they_are_in": rows.groups_deleted,
+            "groups_they_created": rows.groups_creator_cleared,
+        });
+        let mut others = serde_json::Map::new();
+        for eraser in &self.erasers {
+            let held = eraser.export_user(&p.org, user_id, &device_ids).await?;
+            others.insert(eraser.name().to_owned(), held);
+        }
+        for cert in user_certs {
             certificates.push(serde_json::json!({
                 "serial": cert.serial.to_string(), "device_id": cert.device_id.to_string(),
                 "platform": cert.platform, "device_name": cert.device_name,
@@ -1310,21 +1357,38 @@ where
                 }
             }
         }
-        let tokens: Vec<serde_json::Value> = self
+        let tokens: Vec<_> = self
             .prov
             .list_tokens()
             .await?
             .into_iter()
             .filter(|t| t.binding == "user" && t.bound_to == user_id)
-            .map(|t| serde_json::to_value(&t).unwrap_or_default())
             .collect();
+        // Attempts naming the user, one of their devices, serials or
+        // tokens: what provisioning's erasure deletes.
+        let named: BTreeSet<String> = device_ids
+            .iter()
+            .map(|d| d.to_string())
+            .chain(
+                certificates
+                    .iter()
+                    .filter_map(|c| c["serial"].as_str().map(str::to_owned)),
+            )
+            .chain(tokens.iter().map(|t| t.id.clone()))
+            .collect();
+        let names = |v: &Option<String>| v.as_ref().is_some_and(|v| named.contains(v));
         let attempts: Vec<serde_json::Value> = self
             .prov
             .store()
             .attempts()
             .await?
             .into_iter()
-            .filter(|a| a.user_id.as_deref() == Some(user_id))
+            .filter(|a| {
+                a.user_id.as_deref() == Some(user_id)
+                    || names(&a.device_id)
+                    || names(&a.serial)
+                    || names(&a.token_id)
+            })
             .map(|a| {
                 serde_json::json!({
                     "at": a.at, "kind": a.kind, "outcome": a.outcome, "token_id": a.token_id,
@@ -1377,11 +1441,14 @@ where
             "user_restrictions": user_restrictions,
             "on_allow_list": on_allow_list,
             "enrollment_directory": directory_entry,
-            "enrollment_tokens": tokens,
+            "enrollment_tokens": tokens.iter().map(|t| serde_json::to_value(t).unwrap_or_default()).collect::<Vec<_>>(),
             "enrollment_attempts": attempts,
             "certificates": certificates,
             "devices": devices,
             "groups": groups,
+            "device_commands": commands,
+            "relay_rows": relay_rows,
+            "other_components": others,
             "activity": activity,
             "wipes": wipes,
             "archive_requests": archives,
@@ -1787,12 +1854,25 @@ where
         .await
     }
 
-    /// Removes and erases a user (DSGVO Art. 17): certificates revoked,
-    /// queues dropped, group memberships and invitations ended, the
-    /// directory entry, activity counts, user restrictions, allow-list
-    /// entry and wipe records deleted, and the audit trail's mapping from
-    /// the user's pseudonym to the clear id deleted, so the trail keeps
-    /// what was done under `pseudonym:<hex>` only.
+    /// Removes and erases a user (DSGVO Art. 17). First they are refused
+    /// everywhere: blocked, every certificate revoked (the deny-list at
+    /// once, the CRL next) and their invitations revoked. Then everything
+    /// held about them goes: the relay's rows of the user and their
+    /// devices (device state and push tokens, queued messages, message ids
+    /// sent, attachments and grants, commands, group memberships), every
+    /// registered [`UserEraser`]'s (the MDM connector's and SCIM's),
+    /// provisioning's (certificate records, tokens bound to them,
+    /// enrollment attempts, directory and allow-list entries), the audit
+    /// trail's mapping from their pseudonym to the clear id, and last the
+    /// administration's own rows (directory entry, activity counts, user
+    /// restrictions, allow-list entry, wipe records). The trail keeps what
+    /// was done under `pseudonym:<hex>` only, with a `user.erase` entry
+    /// counting the rows each store deleted.
+    ///
+    /// Every step is idempotent, and the steps that need to know the
+    /// user's devices run before provisioning's erasure deletes that list,
+    /// and the directory entry (the handle a retry needs) goes last: a
+    /// removal that failed half-way is retried and finishes.
     pub async fn remove_user(&self, p: &Principal, user_id: &str) -> Result<()> {
         self.require(p, Permission::RemoveUser).await?;
         let row = self.user_row(p, user_id).await?;
@@ -1801,9 +1881,6 @@ where
             // Refused from now on, whatever follows.
             self.mirror(user_id, None, true).await?;
             let now = OffsetDateTime::now_utc();
-            for cert in self.prov.store().certificates_of_user(user_id).await? {
-                self.relay.store().drop_queue(cert.device_id).await?;
-            }
             match self.prov.revoke_user(user_id, "removed", now).await {
                 Ok(_) | Err(kontor_provisioning::Error::NotFound(_)) => {}
                 Err(e) => return Err(e.into()),
@@ -1816,12 +1893,52 @@ where
                     self.prov.revoke_token(&token.id, now).await?;
                 }
             }
-            for group in self.relay.store().groups_of_user(user_id).await? {
-                self.relay.store().remove_member(group.id, user_id).await?;
+            // Then erased, store by store.
+            let mut devices: Vec<DeviceId> = self
+                .prov
+                .store()
+                .certificates_of_user(user_id)
+                .await?
+                .into_iter()
+                .map(|c| c.device_id)
+                .collect();
+            devices.sort_by_key(|d| d.to_string());
+            devices.dedup();
+            let relay = self.relay.store().erase_user(user_id, &devices).await?;
+            let mut others = serde_json::Map::new();
+            for eraser in &self.erasers {
+                let n = eraser.erase_user(&row.org, user_id, &devices).await?;
+                others.insert(eraser.name().to_owned(), n.into());
             }
-            self.store.erase_user(&row.org, user_id).await?;
+            let provisioning = self.prov.erase_user(user_id, "removed", now).await?;
+            let detail = serde_json::json!({
+                "devices": devices.len(),
+                "relay": {
+                    "devices": relay.devices, "queued": relay.queued, "bodies": relay.bodies,
+                    "seen": relay.seen, "blobs": relay.blobs, "grants": relay.grants,
+                    "commands": relay.commands, "memberships": relay.memberships,
+                    "groups_deleted": relay.groups_deleted,
+                    "groups_creator_cleared": relay.groups_creator_cleared,
+                },
+                "provisioning": {
+                    "certificates": provisioning.certificates, "tokens": provisioning.tokens,
+                    "attempts": provisioning.attempts, "directory": provisioning.directory,
+                    "allow_list": provisioning.allow_list,
+                },
+                "others": others,
+            });
+            self.write_audit(
+                &row.org,
+                &p.login,
+                "user.erase",
+                &target,
+                Outcome::Done,
+                detail,
+            )
+            .await?;
             // Erasure (DSGVO Art. 17): the trail keeps what was done, under
-            // the pseudonym only; its mapping to the clear id goes.
+            // the pseudonym only; its mapping to the clear id goes before
+            // the directory entry does, so a retry still finds the user.
             self.erased
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -1831,6 +1948,7 @@ where
             tokio::task::spawn_blocking(move || audit.forget(&org, &user, &pseudonyms))
                 .await
                 .map_err(|e| Error::Audit(e.to_string()))??;
+            self.store.erase_user(&row.org, user_id).await?;
             self.refresh_policy().await
         })
         .await

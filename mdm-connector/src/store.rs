@@ -306,3 +306,205 @@ impl IdField {
         }
     }
 }
+
+/// A user's rows in the connector's tables: what
+/// [`ConnectorStore::erase_user`] deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ConnectorRows {
+    /// `mdm_devices`: the MDM identifiers (UDID, serial number, Android
+    /// device name) of their enrollment tokens.
+    pub devices: u64,
+    /// `mdm_commands` naming the user, one of their Kontor devices, or
+    /// one of their MDM devices.
+    pub commands: u64,
+    /// `mdm_outbox` entries of those commands already delivered or given
+    /// up on.
+    pub outbox: u64,
+    /// `scim_users`: the SCIM attributes (external id, names, e-mails).
+    pub scim: u64,
+}
+
+impl ConnectorRows {
+    /// Rows deleted, all tables together.
+    pub fn total(&self) -> u64 {
+        self.devices + self.commands + self.outbox + self.scim
+    }
+}
+
+/// Whether a table exists in the connection's database (the outbox and
+/// SCIM tables are made by their own components, which may not run).
+fn has_table(c: &Connection, name: &str) -> rusqlite::Result<bool> {
+    c.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+        [name],
+        |r| r.get(0),
+    )
+}
+
+/// The ids of the commands naming `user_id` of `org`, one of their Kontor
+/// `devices` (hex) or the MDM identifiers of their `mdm_devices` rows.
+fn user_command_ids(
+    c: &Connection,
+    org: &str,
+    user_id: &str,
+    devices: &[String],
+) -> rusqlite::Result<Vec<String>> {
+    let mut ids = std::collections::BTreeSet::new();
+    let mut by_user = c.prepare(
+        "SELECT command_id FROM mdm_commands WHERE org = ?1 AND user_id = ?2 \
+         UNION SELECT c.command_id FROM mdm_commands c JOIN mdm_devices d ON d.org = c.org \
+         AND c.mdm_target IN (d.udid, d.serial, d.android_device, d.enrollment_id) \
+         WHERE c.org = ?1 AND d.user_id = ?2",
+    )?;
+    for id in by_user.query_map([org, user_id], |r| r.get::<_, String>(0))? {
+        ids.insert(id?);
+    }
+    let mut by_device =
+        c.prepare("SELECT command_id FROM mdm_commands WHERE org = ?1 AND device = ?2")?;
+    for device in devices {
+        for id in by_device.query_map([org, device.as_str()], |r| r.get::<_, String>(0))? {
+            ids.insert(id?);
+        }
+    }
+    Ok(ids.into_iter().collect())
+}
+
+impl ConnectorStore {
+    /// Erasure (DSGVO Art. 17): deletes, in one transaction, every row
+    /// naming `user_id` of `org` or one of their Kontor `devices`: their
+    /// MDM device mappings, the commands sent for them, those commands'
+    /// outbox entries once delivered or given up on (a pending one still
+    /// goes out: it carries the organisation's wipe or policy, and names
+    /// only the MDM's device), and their SCIM attributes. Idempotent.
+    pub async fn erase_user(
+        &self,
+        org: &str,
+        user_id: &str,
+        devices: &[kontor_provisioning::DeviceId],
+    ) -> Result<ConnectorRows, StoreError> {
+        let (org, user_id) = (org.to_owned(), user_id.to_owned());
+        let devices: Vec<String> = devices.iter().map(ToString::to_string).collect();
+        self.call(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let commands = user_command_ids(&tx, &org, &user_id, &devices)?;
+            let mut rows = ConnectorRows::default();
+            let has_outbox = has_table(&tx, "mdm_outbox")?;
+            for id in &commands {
+                if has_outbox {
+                    rows.outbox += erased_rows(tx.execute(
+                        "DELETE FROM mdm_outbox WHERE idempotency_key = ?1 AND state <> 'pending'",
+                        [id],
+                    )?);
+                }
+                rows.commands += erased_rows(
+                    tx.execute("DELETE FROM mdm_commands WHERE command_id = ?1", [id])?,
+                );
+            }
+            rows.devices = erased_rows(tx.execute(
+                "DELETE FROM mdm_devices WHERE org = ?1 AND user_id = ?2",
+                [&org, &user_id],
+            )?);
+            if has_table(&tx, "scim_users")? {
+                rows.scim = erased_rows(tx.execute(
+                    "DELETE FROM scim_users WHERE org = ?1 AND user_id = ?2",
+                    [&org, &user_id],
+                )?);
+            }
+            tx.commit()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// Every row [`ConnectorStore::erase_user`] would delete, as JSON (the
+    /// user's data export, DSGVO Art. 15 and 20).
+    pub async fn export_user(
+        &self,
+        org: &str,
+        user_id: &str,
+        devices: &[kontor_provisioning::DeviceId],
+    ) -> Result<serde_json::Value, StoreError> {
+        let (org, user_id) = (org.to_owned(), user_id.to_owned());
+        let devices: Vec<String> = devices.iter().map(ToString::to_string).collect();
+        self.call(move |c| {
+            let mdm_devices: Vec<MdmDevice> = {
+                let mut stmt = c.prepare(&format!(
+                    "SELECT {DEVICE_COLUMNS} FROM mdm_devices WHERE org = ?1 AND user_id = ?2 ORDER BY created_at_ms"
+                ))?;
+                let rows = stmt.query_map([&org, &user_id], device_from)?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            let mut commands = Vec::new();
+            let mut get = c.prepare(&format!(
+                "SELECT {COMMAND_COLUMNS} FROM mdm_commands WHERE command_id = ?1"
+            ))?;
+            for id in user_command_ids(c, &org, &user_id, &devices)? {
+                commands.push(get.query_row([id], command_from)?);
+            }
+            let scim = if has_table(c, "scim_users")? {
+                c.query_row(
+                    "SELECT external_id, given_name, family_name, emails FROM scim_users WHERE org = ?1 AND user_id = ?2",
+                    [&org, &user_id],
+                    |r| {
+                        Ok(serde_json::json!({
+                            "external_id": r.get::<_, Option<String>>(0)?,
+                            "given_name": r.get::<_, Option<String>>(1)?,
+                            "family_name": r.get::<_, Option<String>>(2)?,
+                            "emails": serde_json::from_str::<serde_json::Value>(&r.get::<_, String>(3)?)
+                                .unwrap_or_default(),
+                        }))
+                    },
+                )
+                .optional()?
+            } else {
+                None
+            };
+            Ok(serde_json::json!({
+                "mdm_devices": mdm_devices,
+                "mdm_commands": commands,
+                "scim_attributes": scim,
+            }))
+        })
+        .await
+    }
+}
+
+/// Rows changed by one statement, as the erasure counts them.
+fn erased_rows(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+/// The connector's part of removing a user: registered with the
+/// administration by `kontor serve`.
+impl kontor_admin::erasure::UserEraser for ConnectorStore {
+    fn name(&self) -> &'static str {
+        "connector"
+    }
+
+    fn export_user<'a>(
+        &'a self,
+        org: &'a str,
+        user_id: &'a str,
+        devices: &'a [kontor_provisioning::DeviceId],
+    ) -> kontor_admin::erasure::BoxFuture<'a, kontor_admin::Result<serde_json::Value>> {
+        Box::pin(async move {
+            ConnectorStore::export_user(self, org, user_id, devices)
+                .await
+                .map_err(|e| kontor_admin::Error::Store(e.to_string()))
+        })
+    }
+
+    fn erase_user<'a>(
+        &'a self,
+        org: &'a str,
+        user_id: &'a str,
+        devices: &'a [kontor_provisioning::DeviceId],
+    ) -> kontor_admin::erasure::BoxFuture<'a, kontor_admin::Result<u64>> {
+        Box::pin(async move {
+            ConnectorStore::erase_user(self, org, user_id, devices)
+                .await
+                .map(|rows| rows.total())
+                .map_err(|e| kontor_admin::Error::Store(e.to_string()))
+        })
+    }
+}

@@ -17,7 +17,7 @@ use crate::csr::{parse_identity_key, verify_csr};
 use crate::error::{Error, Result};
 use crate::pki::{DeviceCertRequest, IssuedCertificate, Pki};
 use crate::store::{
-    AttemptKind, AttemptRecord, CertificateRecord, RevocationRecord, Store, TokenBinding,
+    AttemptKind, AttemptRecord, CertificateRecord, Erased, RevocationRecord, Store, TokenBinding,
     TokenRecord, UserStatus,
 };
 use crate::token::{self, EnrollmentToken, TokenInfo, TokenSpec};
@@ -631,6 +631,26 @@ impl<S: Store> Service<S> {
     ) -> Result<Vec<CertSerial>> {
         let certs = self.store.certificates_of_user(user_id).await?;
         self.revoke_all(certs, reason, now).await
+    }
+
+    /// Erases a user (DSGVO Art. 17): every certificate of theirs not yet
+    /// revoked is revoked first (deny-list at once, CRL next), then every
+    /// row naming them or their devices is deleted in one transaction
+    /// ([`ErasureStore::erase_user`](crate::store::ErasureStore::erase_user)).
+    /// The revocations stay, naming serials only, so the devices stay
+    /// refused. Idempotent: erasing an erased user revokes and deletes
+    /// nothing.
+    pub async fn erase_user(
+        &self,
+        user_id: &str,
+        reason: &str,
+        now: OffsetDateTime,
+    ) -> Result<Erased> {
+        let certs = self.store.certificates_of_user(user_id).await?;
+        if !certs.is_empty() {
+            self.revoke_all(certs, reason, now).await?;
+        }
+        self.store.erase_user(user_id).await
     }
 
     async fn revoke_all(

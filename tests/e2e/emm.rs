@@ -639,3 +639,208 @@ async fn every_documented_emm_operation_is_served_and_refuses_callers_without_a_
     }
     assert!(operations >= 18, "{operations}");
 }
+
+/// Every `table.column` of the SQLite file at `db` whose text or bytes
+/// contain `needle`.
+fn columns_naming(db: &std::path::Path, needle: &[u8]) -> Vec<String> {
+    let c = rusqlite::Connection::open(db).unwrap();
+    let tables: Vec<String> = c
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    let mut found = Vec::new();
+    for table in tables {
+        let mut stmt = c.prepare(&format!("SELECT * FROM \"{table}\"")).unwrap();
+        let names: Vec<String> = stmt.column_names().map(str::to_owned).collect();
+        let mut rows = stmt.query([]).unwrap();
+        while let Some(row) = rows.next().unwrap() {
+            for (i, name) in names.iter().enumerate() {
+                let bytes = match row.get_ref(i).unwrap() {
+                    rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => t,
+                    _ => continue,
+                };
+                if bytes.windows(needle.len()).any(|w| w == needle) {
+                    found.push(format!("{table}.{name}"));
+                }
+            }
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_removal_erases_the_user_everywhere_the_connector_and_scim_included() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let key_file = dir.path().join("nanomdm.key");
+    std::fs::write(&key_file, "nano-secret-key\n").unwrap();
+    let (mdm_port, received) = nanomdm_stand_in("nano-secret-key").await;
+    let server = crate::admin::start_with_owner_and(
+        &data,
+        &[
+            "--nanomdm-url".into(),
+            format!("http://127.0.0.1:{mdm_port}"),
+            "--nanomdm-api-key-file".into(),
+            key_file.to_str().unwrap().into(),
+            "--danger-mdm-plaintext-http".into(),
+        ],
+    );
+    let root = root_der(&data);
+    let ca = data.join("root.pem");
+    let owner = AdminSession::sign_in(&server, &root, "owner", OWNER_PASSWORD).await;
+    let emm = emm_for(&server, &root, &owner).await;
+    const UDID: &str = "00008110-000A1B2C3D4E9A7F";
+    const SERIAL: &str = "G9ERASE00001";
+    const EXTERNAL_ID: &str = "7c1e2d3f-0000-4abc-9def-0123456789ab";
+
+    // Entra provisions Gina; the EMM configures her iPhone, which enrolls;
+    // a policy change reaches NanoMDM as a Settings command.
+    let a = emm
+        .scim(
+            "POST",
+            "/scim/v2/Users",
+            Some(serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "externalId": EXTERNAL_ID,
+                "userName": "gina@acme.test",
+                "displayName": "Gina Quendel",
+                "emails": [{ "primary": true, "type": "work", "value": "gina.private@acme.test" }],
+                "name": { "familyName": "Quendel", "givenName": "Gina" }
+            })),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{}", String::from_utf8_lossy(&a.body));
+    let a = emm
+        .call(
+            "POST",
+            "/emm/v1/configurations",
+            Some(serde_json::json!({ "user_id": "gina@acme.test", "format": "apple_plist", "device": { "udid": UDID, "serial": SERIAL } })),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{:?}", a.json());
+    let config = dir.path().join("gina.plist");
+    std::fs::write(&config, a.json()["configuration"].as_str().unwrap()).unwrap();
+    let home = dir.path().join("gina");
+    let enroll = [
+        "enroll",
+        "--config",
+        config.to_str().unwrap(),
+        "--ca",
+        ca.to_str().unwrap(),
+        "--platform",
+        "ios",
+    ];
+    let out = agent(&home, "482913", &enroll);
+    assert!(out.status.success(), "{}", text(&out));
+    let status: serde_json::Value =
+        serde_json::from_slice(&agent(&home, "482913", &["--json", "status"]).stdout).unwrap();
+    let device_id = status["device_id"].as_str().unwrap().to_owned();
+    let a = emm
+        .call(
+            "PUT",
+            "/emm/v1/policy/user/gina@acme.test",
+            Some(serde_json::json!({ "copy_paste": false })),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{:?}", a.json());
+    for _ in 0..100 {
+        if !received.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(received.lock().unwrap().len(), 1, "the Settings command");
+    let out = agent(&home, "482913", &["receive"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // `kontor admin export-user` shows what the connector and SCIM hold.
+    let out = Command::new(env!("CARGO_BIN_EXE_kontor"))
+        .args(["admin", "export-user", "--user", "gina@acme.test"])
+        .args(["--server", &format!("localhost:{}", server.admin_port)])
+        .arg("--ca")
+        .arg(&ca)
+        .env("KONTOR_API_KEY", &emm.key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let export: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let connector = &export["other_components"]["connector"];
+    assert_eq!(connector["mdm_devices"][0]["udid"], UDID, "{export}");
+    assert_eq!(connector["mdm_commands"][0]["kind"], "settings", "{export}");
+    assert_eq!(
+        connector["scim_attributes"]["external_id"], EXTERNAL_ID,
+        "{export}"
+    );
+    assert_eq!(export["certificates"][0]["device_id"], device_id.as_str());
+    assert_eq!(export["relay_rows"]["device_states"], 1, "{export}");
+
+    // Scanned before: every store names her.
+    let db = data.join("kontor.db");
+    let before = columns_naming(&db, b"gina@acme.test");
+    for column in [
+        "admin_users.user_id",
+        "certificates.user_id",
+        "mdm_devices.user_id",
+        "scim_users.user_id",
+    ] {
+        assert!(before.iter().any(|c| c == column), "{column}: {before:?}");
+    }
+
+    // An admin (not SCIM) removes her.
+    let removed = owner.call("DELETE", "/v1/users/gina@acme.test", None).await;
+    assert_eq!(removed.status, 204, "{:?}", removed.json());
+    assert_eq!(
+        emm.scim("GET", "/scim/v2/Users/gina@acme.test", None)
+            .await
+            .status,
+        404
+    );
+    let out = agent(&home, "482913", &["receive"]);
+    assert!(
+        !out.status.success(),
+        "her device is refused: {}",
+        text(&out)
+    );
+    drop(server);
+    let out = Command::new(env!("CARGO_BIN_EXE_kontor"))
+        .args(["audit", "verify", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+
+    // No row names her. Her device's identifiers (Kontor's and the MDM's)
+    // stay only in the hash-chained audit trail, where nothing links them
+    // to her any more.
+    for needle in [
+        "gina@acme.test",
+        "gina.private@acme.test",
+        "Quendel",
+        EXTERNAL_ID,
+    ] {
+        assert_eq!(
+            columns_naming(&db, needle.as_bytes()),
+            Vec::<String>::new(),
+            "{needle}"
+        );
+    }
+    let device_bytes = hex::decode(&device_id).unwrap();
+    for needle in [
+        UDID.as_bytes(),
+        SERIAL.as_bytes(),
+        device_id.as_bytes(),
+        &device_bytes,
+    ] {
+        let found = columns_naming(&db, needle);
+        assert!(
+            found.iter().all(|c| c.starts_with("admin_audit.")),
+            "{}: {found:?}",
+            String::from_utf8_lossy(needle)
+        );
+    }
+}

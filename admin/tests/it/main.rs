@@ -5,6 +5,7 @@
 #![allow(missing_docs)]
 
 mod api;
+mod erasure;
 mod matrix;
 
 use std::sync::Arc;
@@ -27,7 +28,7 @@ use kontor_relay::store::sqlite::SqliteStore;
 pub type TheAdmin = Admin<PStore, SqliteStore, LocalBus>;
 
 pub struct Harness {
-    _dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
     pub service: Arc<Service<PStore>>,
     pub relay: Arc<Relay<SqliteStore, PStore, LocalBus>>,
     pub admin: Arc<TheAdmin>,
@@ -51,7 +52,26 @@ impl Harness {
     }
 
     pub async fn with(adjust: impl FnOnce(&mut AdminConfig)) -> Self {
+        Self::build(adjust, false, Vec::new()).await
+    }
+
+    /// Everything in one SQLite file, `kontor.db` in [`Harness::dir`], as
+    /// `kontor serve` keeps it, with `erasers` registered.
+    pub async fn on_disk(erasers: Vec<Arc<dyn kontor_admin::erasure::UserEraser>>) -> Self {
+        Self::build(|_| {}, true, erasers).await
+    }
+
+    pub fn db(&self) -> std::path::PathBuf {
+        self.dir.path().join("kontor.db")
+    }
+
+    async fn build(
+        adjust: impl FnOnce(&mut AdminConfig),
+        on_disk: bool,
+        erasers: Vec<Arc<dyn kontor_admin::erasure::UserEraser>>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("kontor.db");
         let now = time::OffsetDateTime::now_utc();
         let pki = Pki::open_or_create(
             &dir.path().join("pki"),
@@ -61,7 +81,11 @@ impl Harness {
             &mut rand::rng(),
         )
         .unwrap();
-        let pstore = PStore::in_memory().unwrap();
+        let pstore = if on_disk {
+            PStore::open(&db).unwrap()
+        } else {
+            PStore::in_memory().unwrap()
+        };
         let (provisioning_tx, provisioning_events) = tokio::sync::mpsc::unbounded_channel();
         let service = Arc::new(
             Service::new(
@@ -80,7 +104,11 @@ impl Harness {
         let policy = Arc::new(policy);
         let relay = Arc::new(
             Relay::new(
-                SqliteStore::in_memory().unwrap(),
+                if on_disk {
+                    SqliteStore::open(&db).unwrap()
+                } else {
+                    SqliteStore::in_memory().unwrap()
+                },
                 pstore,
                 service.deny_list(),
                 LocalBus::default(),
@@ -88,27 +116,35 @@ impl Harness {
             )
             .with_policy(policy.clone()),
         );
-        let store = AdminStore::open_in_memory().unwrap();
-        let audit = AuditLog::open_in_memory().unwrap();
+        let (store, audit) = if on_disk {
+            (AdminStore::open(&db).unwrap(), AuditLog::open(&db).unwrap())
+        } else {
+            (
+                AdminStore::open_in_memory().unwrap(),
+                AuditLog::open_in_memory().unwrap(),
+            )
+        };
         let mut config = AdminConfig::new("acme", "Acme GmbH", "https://enroll.test:8444");
         adjust(&mut config);
-        let admin = Arc::new(
-            Admin::new(
-                service.clone(),
-                relay.clone(),
-                store.clone(),
-                audit.clone(),
-                policy,
-                config,
-            )
-            .await
-            .unwrap(),
-        );
+        let mut admin = Admin::new(
+            service.clone(),
+            relay.clone(),
+            store.clone(),
+            audit.clone(),
+            policy,
+            config,
+        )
+        .await
+        .unwrap();
+        for eraser in erasers {
+            admin = admin.with_eraser(eraser);
+        }
+        let admin = Arc::new(admin);
         tokio::spawn(admin.clone().record_events(events));
         tokio::spawn(admin.clone().record_provisioning(provisioning_events));
         let router = kontor_admin::http::router(admin.clone());
         let h = Harness {
-            _dir: dir,
+            dir,
             service,
             relay,
             admin,

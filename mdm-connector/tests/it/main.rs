@@ -3,6 +3,7 @@
 
 mod apple_schema;
 mod clients;
+mod erasure;
 mod outbox;
 mod payloads;
 mod results;

@@ -254,12 +254,24 @@ pub trait UserDirectory: Send + Sync {
 
 /// Everything the provisioning service needs.
 pub trait Store:
-    TokenStore + CertificateStore + RevocationStore + AttemptLog + UserDirectory + 'static
+    TokenStore
+    + CertificateStore
+    + RevocationStore
+    + AttemptLog
+    + UserDirectory
+    + ErasureStore
+    + 'static
 {
 }
 
 impl<T> Store for T where
-    T: TokenStore + CertificateStore + RevocationStore + AttemptLog + UserDirectory + 'static
+    T: TokenStore
+        + CertificateStore
+        + RevocationStore
+        + AttemptLog
+        + UserDirectory
+        + ErasureStore
+        + 'static
 {
 }
 
@@ -294,4 +306,43 @@ pub(crate) fn status_from_db(text: &str) -> Result<UserStatus> {
             "bad user status in store: {text}"
         ))),
     }
+}
+
+/// What erasing a user removed from provisioning, table by table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Erased {
+    /// `certificates` of the user's devices (device names, identity keys,
+    /// the DER naming the device).
+    pub certificates: u64,
+    /// `tokens` bound to the user.
+    pub tokens: u64,
+    /// `enrollment_attempts` naming the user, one of their devices, one of
+    /// their certificates' serials or one of their tokens.
+    pub attempts: u64,
+    /// `directory_users` rows (department, status).
+    pub directory: u64,
+    /// `allow_list` entries that are the user's id.
+    pub allow_list: u64,
+}
+
+impl Erased {
+    /// Rows deleted, all tables together.
+    pub fn total(&self) -> u64 {
+        self.certificates + self.tokens + self.attempts + self.directory + self.allow_list
+    }
+}
+
+/// Erasure of a user (DSGVO Art. 17).
+pub trait ErasureStore: Send + Sync {
+    /// Deletes, in one transaction, every row that names `user_id` or one
+    /// of their devices: their certificate records, the tokens bound to
+    /// them, the enrollment attempts naming them, their devices, their
+    /// serials or their tokens, their directory entry and their
+    /// allow-list entry. Revocations stay: they name only serials, and
+    /// the CRL and deny-list are built from them, so the devices stay
+    /// refused; callers revoke first ([`crate::service::Service::erase_user`]
+    /// does).
+    ///
+    /// Idempotent: a second call finds nothing and returns zeros.
+    fn erase_user(&self, user_id: &str) -> impl Future<Output = Result<Erased>> + Send;
 }

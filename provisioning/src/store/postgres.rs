@@ -492,3 +492,44 @@ impl UserDirectory for PostgresStore {
         Ok(())
     }
 }
+
+impl ErasureStore for PostgresStore {
+    async fn erase_user(&self, user_id: &str) -> Result<Erased> {
+        // One statement, so one transaction on the shared, pipelined
+        // connection (a BEGIN there would take in other callers' queries).
+        // Every part sees the snapshot from before the deletes, so the
+        // attempts still find the certificates and tokens that go with
+        // them.
+        let row = self
+            .client()
+            .await?
+            .query_one(
+                "WITH certs AS (SELECT serial, device_id FROM certificates WHERE user_id = $1), \
+                 toks AS (SELECT id FROM tokens WHERE binding = 'user' AND bound_to = $1), \
+                 a AS (DELETE FROM enrollment_attempts WHERE user_id = $1 \
+                     OR device_id IN (SELECT device_id FROM certs) \
+                     OR serial IN (SELECT serial FROM certs) \
+                     OR token_id IN (SELECT id FROM toks) RETURNING 1), \
+                 c AS (DELETE FROM certificates WHERE user_id = $1 RETURNING 1), \
+                 t AS (DELETE FROM tokens WHERE binding = 'user' AND bound_to = $1 RETURNING 1), \
+                 d AS (DELETE FROM directory_users WHERE user_id = $1 RETURNING 1), \
+                 l AS (DELETE FROM allow_list WHERE entry = $1 RETURNING 1) \
+                 SELECT (SELECT count(*) FROM c), (SELECT count(*) FROM t), \
+                 (SELECT count(*) FROM a), (SELECT count(*) FROM d), (SELECT count(*) FROM l)",
+                &[&user_id],
+            )
+            .await
+            .map_err(db)?;
+        let count = |i: usize| -> Result<u64> {
+            let n: i64 = row.try_get(i).map_err(db)?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        };
+        Ok(Erased {
+            certificates: count(0)?,
+            tokens: count(1)?,
+            attempts: count(2)?,
+            directory: count(3)?,
+            allow_list: count(4)?,
+        })
+    }
+}

@@ -542,3 +542,91 @@ impl UserDirectory for SqliteStore {
         .await
     }
 }
+
+/// The text values one query over `conn` returns in its first column.
+fn erasure_texts(conn: &Connection, sql: &str, user_id: &str) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare(sql).map_err(db)?;
+    let rows = stmt.query_map([user_id], |row| row.get(0)).map_err(db)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(db)
+}
+
+/// Rows changed by one statement, as the erasure counts them.
+fn erased_rows(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+impl ErasureStore for SqliteStore {
+    async fn erase_user(&self, user_id: &str) -> Result<Erased> {
+        let user = user_id.to_owned();
+        self.call(move |conn| {
+            // The write lock from the start: no enrollment slips a row in
+            // between the reads and the deletes.
+            let tx = rusqlite::Transaction::new_unchecked(
+                conn,
+                rusqlite::TransactionBehavior::Immediate,
+            )
+            .map_err(db)?;
+            let devices = erasure_texts(
+                &tx,
+                "SELECT DISTINCT device_id FROM certificates WHERE user_id = ?1",
+                &user,
+            )?;
+            let serials = erasure_texts(
+                &tx,
+                "SELECT serial FROM certificates WHERE user_id = ?1",
+                &user,
+            )?;
+            let tokens = erasure_texts(
+                &tx,
+                "SELECT id FROM tokens WHERE binding = 'user' AND bound_to = ?1",
+                &user,
+            )?;
+            let mut erased = Erased {
+                attempts: erased_rows(
+                    tx.execute(
+                        "DELETE FROM enrollment_attempts WHERE user_id = ?1",
+                        [&user],
+                    )
+                    .map_err(db)?,
+                ),
+                ..Erased::default()
+            };
+            for (column, values) in [
+                ("device_id", &devices),
+                ("serial", &serials),
+                ("token_id", &tokens),
+            ] {
+                let mut delete = tx
+                    .prepare(&format!(
+                        "DELETE FROM enrollment_attempts WHERE {column} = ?1"
+                    ))
+                    .map_err(db)?;
+                for value in values {
+                    erased.attempts += erased_rows(delete.execute([value]).map_err(db)?);
+                }
+            }
+            erased.certificates = erased_rows(
+                tx.execute("DELETE FROM certificates WHERE user_id = ?1", [&user])
+                    .map_err(db)?,
+            );
+            erased.tokens = erased_rows(
+                tx.execute(
+                    "DELETE FROM tokens WHERE binding = 'user' AND bound_to = ?1",
+                    [&user],
+                )
+                .map_err(db)?,
+            );
+            erased.directory = erased_rows(
+                tx.execute("DELETE FROM directory_users WHERE user_id = ?1", [&user])
+                    .map_err(db)?,
+            );
+            erased.allow_list = erased_rows(
+                tx.execute("DELETE FROM allow_list WHERE entry = ?1", [&user])
+                    .map_err(db)?,
+            );
+            tx.commit().map_err(db)?;
+            Ok(erased)
+        })
+        .await
+    }
+}

@@ -1,6 +1,7 @@
 //! The integration tests of `kontor-provisioning`, one binary.
 
 mod common;
+mod erasure;
 mod golden;
 mod http;
 mod pki;

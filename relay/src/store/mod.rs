@@ -311,11 +311,98 @@ pub trait DeviceStateStore: Send + Sync {
 
 /// Everything the relay stores.
 pub trait RelayStore:
-    MessageStore + GroupStore + BlobStore + CommandStore + DeviceStateStore + Clone + 'static
+    MessageStore
+    + GroupStore
+    + BlobStore
+    + CommandStore
+    + DeviceStateStore
+    + ErasureStore
+    + Clone
+    + 'static
 {
 }
 
 impl<T> RelayStore for T where
-    T: MessageStore + GroupStore + BlobStore + CommandStore + DeviceStateStore + Clone + 'static
+    T: MessageStore
+        + GroupStore
+        + BlobStore
+        + CommandStore
+        + DeviceStateStore
+        + ErasureStore
+        + Clone
+        + 'static
 {
+}
+
+/// A user's rows in the relay's tables, table by table: what
+/// [`ErasureStore::erase_user`] deleted, or what
+/// [`ErasureStore::user_rows`] found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UserRows {
+    /// `relay_devices` rows (push target, last seen, wipe time).
+    pub devices: u64,
+    /// `relay_queue` entries waiting for their devices.
+    pub queued: u64,
+    /// `relay_bodies` no queue entry referenced any more.
+    pub bodies: u64,
+    /// `relay_seen` rows: message ids their devices sent.
+    pub seen: u64,
+    /// `relay_blobs` their devices uploaded.
+    pub blobs: u64,
+    /// `relay_blob_grants` to their devices or on their blobs.
+    pub grants: u64,
+    /// `relay_commands` to their devices (policies, wipes and receipts).
+    pub commands: u64,
+    /// `relay_group_members` rows of the user.
+    pub memberships: u64,
+    /// `relay_groups` the user was the last member of (deleted).
+    pub groups_deleted: u64,
+    /// `relay_groups` whose creator was the user: the creator is cleared
+    /// (the group stays with its other members).
+    pub groups_creator_cleared: u64,
+}
+
+impl UserRows {
+    /// Rows deleted or cleared, all tables together.
+    pub fn total(&self) -> u64 {
+        self.devices
+            + self.queued
+            + self.bodies
+            + self.seen
+            + self.blobs
+            + self.grants
+            + self.commands
+            + self.memberships
+            + self.groups_deleted
+            + self.groups_creator_cleared
+    }
+}
+
+/// Erasure of a user (DSGVO Art. 17).
+pub trait ErasureStore: Send + Sync {
+    /// Deletes, in one transaction, every row that names `user_id` or one
+    /// of `devices`: the devices' state (push tokens), their queued
+    /// messages (and bodies no other device waits for), the message ids
+    /// they sent, the attachments they uploaded with every grant on them,
+    /// grants to them, their commands, and the user's group memberships.
+    /// A group the user was the last member of goes; one they created
+    /// that others still use stays with its creator cleared.
+    ///
+    /// Idempotent: a second call finds nothing and returns zeros. The
+    /// caller revokes the devices' certificates first, so nothing adds
+    /// rows for them afterwards, and reads `devices` from provisioning
+    /// before provisioning's own erasure deletes them.
+    fn erase_user(
+        &self,
+        user_id: &str,
+        devices: &[DeviceId],
+    ) -> impl Future<Output = Result<UserRows>> + Send;
+    /// The rows [`ErasureStore::erase_user`] would delete now, counted by
+    /// running it and rolling back (for the user's data export, so the
+    /// export names every table erasure reaches).
+    fn user_rows(
+        &self,
+        user_id: &str,
+        devices: &[DeviceId],
+    ) -> impl Future<Output = Result<UserRows>> + Send;
 }

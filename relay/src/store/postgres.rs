@@ -830,3 +830,114 @@ impl DeviceStateStore for PostgresStore {
         Ok(())
     }
 }
+
+/// Deletes a user's rows inside `tx` (see [`ErasureStore::erase_user`]).
+async fn erase_user_tx(
+    tx: &deadpool_postgres::Transaction<'_>,
+    user_id: &str,
+    devices: &[Vec<u8>],
+) -> Result<UserRows> {
+    let mut erased = UserRows {
+        devices: tx
+            .execute(
+                "DELETE FROM relay_devices WHERE device = ANY($1)",
+                &[&devices],
+            )
+            .await
+            .map_err(db)?,
+        ..UserRows::default()
+    };
+    // Queue entries, then the bodies they alone referenced.
+    let bodies: Vec<i64> = tx
+        .query(
+            "DELETE FROM relay_queue WHERE device = ANY($1) RETURNING body_id",
+            &[&devices],
+        )
+        .await
+        .map_err(db)?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(db)?;
+    erased.queued = u64::try_from(bodies.len()).unwrap_or(u64::MAX);
+    erased.bodies = tx
+        .execute(
+            "DELETE FROM relay_bodies b WHERE b.id = ANY($1) \
+             AND NOT EXISTS (SELECT 1 FROM relay_queue q WHERE q.body_id = b.id)",
+            &[&bodies],
+        )
+        .await
+        .map_err(db)?;
+    erased.seen = tx
+        .execute("DELETE FROM relay_seen WHERE sender = ANY($1)", &[&devices])
+        .await
+        .map_err(db)?;
+    // Grants are counted here rather than left to the cascade.
+    erased.grants = tx
+        .execute(
+            "DELETE FROM relay_blob_grants WHERE device = ANY($1) \
+             OR blob_id IN (SELECT id FROM relay_blobs WHERE owner = ANY($1))",
+            &[&devices],
+        )
+        .await
+        .map_err(db)?;
+    erased.blobs = tx
+        .execute("DELETE FROM relay_blobs WHERE owner = ANY($1)", &[&devices])
+        .await
+        .map_err(db)?;
+    erased.commands = tx
+        .execute(
+            "DELETE FROM relay_commands WHERE device = ANY($1)",
+            &[&devices],
+        )
+        .await
+        .map_err(db)?;
+    let groups: Vec<Vec<u8>> = tx
+        .query(
+            "DELETE FROM relay_group_members WHERE user_id = $1 RETURNING group_id",
+            &[&user_id],
+        )
+        .await
+        .map_err(db)?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(db)?;
+    erased.memberships = u64::try_from(groups.len()).unwrap_or(u64::MAX);
+    erased.groups_deleted = tx
+        .execute(
+            "DELETE FROM relay_groups g WHERE g.id = ANY($1) \
+             AND NOT EXISTS (SELECT 1 FROM relay_group_members m WHERE m.group_id = g.id)",
+            &[&groups],
+        )
+        .await
+        .map_err(db)?;
+    erased.groups_creator_cleared = tx
+        .execute(
+            "UPDATE relay_groups SET created_by = '' WHERE created_by = $1",
+            &[&user_id],
+        )
+        .await
+        .map_err(db)?;
+    Ok(erased)
+}
+
+impl ErasureStore for PostgresStore {
+    async fn erase_user(&self, user_id: &str, devices: &[DeviceId]) -> Result<UserRows> {
+        let devices: Vec<Vec<u8>> = devices.iter().map(|d| d.as_bytes().to_vec()).collect();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        let erased = erase_user_tx(&tx, user_id, &devices).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(erased)
+    }
+
+    async fn user_rows(&self, user_id: &str, devices: &[DeviceId]) -> Result<UserRows> {
+        let devices: Vec<Vec<u8>> = devices.iter().map(|d| d.as_bytes().to_vec()).collect();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        let found = erase_user_tx(&tx, user_id, &devices).await?;
+        tx.rollback().await.map_err(db)?;
+        Ok(found)
+    }
+}

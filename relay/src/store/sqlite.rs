@@ -971,3 +971,111 @@ impl DeviceStateStore for SqliteStore {
         .await
     }
 }
+
+/// Rows changed by one statement, as the erasure counts them.
+fn erased_rows(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+/// Deletes a user's rows inside `tx` (see [`ErasureStore::erase_user`]).
+fn erase_user_tx(tx: &Transaction<'_>, user_id: &str, devices: &[Vec<u8>]) -> Result<UserRows> {
+    let mut erased = UserRows::default();
+    for device in devices {
+        erased.devices += erased_rows(
+            tx.execute("DELETE FROM relay_devices WHERE device = ?1", [device])
+                .map_err(db)?,
+        );
+        // Queue entries, then the bodies they alone referenced.
+        let bodies: Vec<i64> = {
+            let mut stmt = tx
+                .prepare("DELETE FROM relay_queue WHERE device = ?1 RETURNING body_id")
+                .map_err(db)?;
+            let rows = stmt.query_map([device], |r| r.get(0)).map_err(db)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(db)?
+        };
+        erased.queued += erased_rows(bodies.len());
+        for body in bodies {
+            erased.bodies += erased_rows(
+                tx.execute(
+                    "DELETE FROM relay_bodies WHERE id = ?1 \
+                     AND NOT EXISTS (SELECT 1 FROM relay_queue q WHERE q.body_id = ?1)",
+                    [body],
+                )
+                .map_err(db)?,
+            );
+        }
+        erased.seen += erased_rows(
+            tx.execute("DELETE FROM relay_seen WHERE sender = ?1", [device])
+                .map_err(db)?,
+        );
+        // Grants are counted here rather than left to the cascade.
+        erased.grants += erased_rows(
+            tx.execute(
+                "DELETE FROM relay_blob_grants WHERE device = ?1 \
+                 OR blob_id IN (SELECT id FROM relay_blobs WHERE owner = ?1)",
+                [device],
+            )
+            .map_err(db)?,
+        );
+        erased.blobs += erased_rows(
+            tx.execute("DELETE FROM relay_blobs WHERE owner = ?1", [device])
+                .map_err(db)?,
+        );
+        erased.commands += erased_rows(
+            tx.execute("DELETE FROM relay_commands WHERE device = ?1", [device])
+                .map_err(db)?,
+        );
+    }
+    let groups: Vec<Vec<u8>> = {
+        let mut stmt = tx
+            .prepare("DELETE FROM relay_group_members WHERE user_id = ?1 RETURNING group_id")
+            .map_err(db)?;
+        let rows = stmt.query_map([user_id], |r| r.get(0)).map_err(db)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db)?
+    };
+    erased.memberships = erased_rows(groups.len());
+    for group in groups {
+        erased.groups_deleted += erased_rows(
+            tx.execute(
+                "DELETE FROM relay_groups WHERE id = ?1 \
+                 AND NOT EXISTS (SELECT 1 FROM relay_group_members m WHERE m.group_id = ?1)",
+                [group],
+            )
+            .map_err(db)?,
+        );
+    }
+    erased.groups_creator_cleared = erased_rows(
+        tx.execute(
+            "UPDATE relay_groups SET created_by = '' WHERE created_by = ?1",
+            [user_id],
+        )
+        .map_err(db)?,
+    );
+    Ok(erased)
+}
+
+impl ErasureStore for SqliteStore {
+    async fn erase_user(&self, user_id: &str, devices: &[DeviceId]) -> Result<UserRows> {
+        let user_id = user_id.to_owned();
+        let devices: Vec<Vec<u8>> = devices.iter().map(|d| d.as_bytes().to_vec()).collect();
+        self.call(move |conn| {
+            let tx = write(conn)?;
+            let erased = erase_user_tx(&tx, &user_id, &devices)?;
+            tx.commit().map_err(db)?;
+            Ok(erased)
+        })
+        .await
+    }
+
+    async fn user_rows(&self, user_id: &str, devices: &[DeviceId]) -> Result<UserRows> {
+        let user_id = user_id.to_owned();
+        let devices: Vec<Vec<u8>> = devices.iter().map(|d| d.as_bytes().to_vec()).collect();
+        self.call(move |conn| {
+            let tx = write(conn)?;
+            let found = erase_user_tx(&tx, &user_id, &devices)?;
+            tx.rollback().map_err(db)?;
+            Ok(found)
+        })
+        .await
+    }
+}

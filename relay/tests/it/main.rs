@@ -1,5 +1,6 @@
 //! Integration tests of the relay.
 
+mod erasure;
 mod nodes;
 mod openapi;
 mod push;
