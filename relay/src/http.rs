@@ -822,7 +822,13 @@ where
         let d = Self::device(&relay, peer).await?;
         // Counted from before the upgrade until the socket closes.
         let slot = relay.live_slot(d.device_id)?;
+        // tungstenite allocates its read buffer eagerly (128 KiB by
+        // default) for every socket; a device sends only small ack frames,
+        // so 4 KiB serves it and an idle connection stays small. Frames go
+        // out as they are sent (each send flushes anyway).
         Ok(upgrade
+            .read_buffer_size(4 * 1024)
+            .write_buffer_size(0)
             .max_message_size(64 * 1024)
             .on_upgrade(move |socket| async move {
                 let _slot = slot;

@@ -457,7 +457,7 @@ impl MessageStore for SqliteStore {
     async fn store_message(&self, message: &NewMessage, queue_len_max: u64) -> Result<Stored> {
         let message = message.clone();
         self.write(move |tx| {
-            let outcome = store_message_tx(&tx, &message, queue_len_max)?;
+            let outcome = store_message_tx(tx, &message, queue_len_max)?;
             Ok(outcome)
         })
         .await
@@ -523,7 +523,7 @@ impl MessageStore for SqliteStore {
                     bodies.extend(body);
                 }
             }
-            drop_orphans_of(&tx, &bodies)?;
+            drop_orphans_of(tx, &bodies)?;
             Ok(bodies.len())
         })
         .await
@@ -540,7 +540,7 @@ impl MessageStore for SqliteStore {
                     .map_err(db)?;
                 rows.collect::<rusqlite::Result<_>>().map_err(db)?
             };
-            drop_orphans_of(&tx, &bodies)?;
+            drop_orphans_of(tx, &bodies)?;
             Ok(bodies.len())
         })
         .await
@@ -572,7 +572,7 @@ impl MessageStore for SqliteStore {
                 .map_err(db)?;
             tx.execute("DELETE FROM relay_seen WHERE expires_at_ms <= ?1", [now_ms])
                 .map_err(db)?;
-            drop_orphan_bodies(&tx)?;
+            drop_orphan_bodies(tx)?;
             Ok(n)
         })
         .await
@@ -978,7 +978,7 @@ fn erased_rows(n: usize) -> u64 {
 }
 
 /// Deletes a user's rows inside `tx` (see [`ErasureStore::erase_user`]).
-fn erase_user_tx(tx: &Transaction<'_>, user_id: &str, devices: &[Vec<u8>]) -> Result<UserRows> {
+fn erase_user_tx(tx: &Connection, user_id: &str, devices: &[Vec<u8>]) -> Result<UserRows> {
     let mut erased = UserRows::default();
     for device in devices {
         erased.devices += erased_rows(
@@ -1058,23 +1058,21 @@ impl ErasureStore for SqliteStore {
     async fn erase_user(&self, user_id: &str, devices: &[DeviceId]) -> Result<UserRows> {
         let user_id = user_id.to_owned();
         let devices: Vec<Vec<u8>> = devices.iter().map(|d| d.as_bytes().to_vec()).collect();
-        self.call(move |conn| {
-            let tx = write(conn)?;
-            let erased = erase_user_tx(&tx, &user_id, &devices)?;
-            tx.commit().map_err(db)?;
-            Ok(erased)
-        })
-        .await
+        self.write(move |conn| erase_user_tx(conn, &user_id, &devices))
+            .await
     }
 
     async fn user_rows(&self, user_id: &str, devices: &[DeviceId]) -> Result<UserRows> {
         let user_id = user_id.to_owned();
         let devices: Vec<Vec<u8>> = devices.iter().map(|d| d.as_bytes().to_vec()).collect();
-        self.call(move |conn| {
-            let tx = write(conn)?;
-            let found = erase_user_tx(&tx, &user_id, &devices)?;
-            tx.rollback().map_err(db)?;
-            Ok(found)
+        // The erasure's own statements, undone: counts exactly what
+        // erasure would delete.
+        self.write(move |conn| {
+            conn.execute_batch("SAVEPOINT dry_run").map_err(db)?;
+            let found = erase_user_tx(conn, &user_id, &devices);
+            conn.execute_batch("ROLLBACK TO dry_run; RELEASE dry_run")
+                .map_err(db)?;
+            found
         })
         .await
     }
