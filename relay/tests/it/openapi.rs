@@ -130,3 +130,50 @@ async fn refused_input_is_answered_in_the_documented_error_shape() {
     assert_eq!(response.status(), 403);
     assert_eq!(json_of(response).await["error"]["code"], "device_refused");
 }
+
+/// The document's `Command.kind` named only `policy` and `wipe`, but the
+/// relay also queues `archive` and `broadcast` commands, which
+/// `GET /v1/commands` then answered against the schema.
+#[tokio::test]
+async fn every_command_kind_the_relay_queues_is_documented() {
+    let org = Org::new(&Sqlite, kontor_relay::service::RelayConfig::default()).await;
+    let device = org.enroll("anna@example.org").await;
+    let doc: serde_json::Value = serde_json::from_str(kontor_relay::http::OPENAPI).unwrap();
+    let documented: Vec<&str> =
+        doc["components"]["schemas"]["Command"]["properties"]["kind"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap())
+            .collect();
+    // Every kind the relay takes, and nothing else.
+    for kind in ["policy", "wipe", "archive", "broadcast"] {
+        org.relay
+            .queue_command(device.ctx.device_id, kind, &serde_json::json!({}))
+            .await
+            .unwrap();
+    }
+    assert!(
+        org.relay
+            .queue_command(device.ctx.device_id, "reboot", &serde_json::json!({}))
+            .await
+            .is_err()
+    );
+    let app = kontor_relay::http::router(org.relay.clone());
+    let request = axum::http::Request::get("/v1/commands")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = app.oneshot(as_device(request, &device)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let answer = json_of(response).await;
+    let kinds: Vec<&str> = answer["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.len(), 4);
+    for kind in kinds {
+        assert!(documented.contains(&kind), "{kind} is not documented");
+    }
+}
