@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -89,8 +91,43 @@ where
         .route("/v1/commands/{id}/ack", post(Api::<S, P, B>::ack_command))
         .route("/v1/ws", get(Api::<S, P, B>::websocket))
         .layer(DefaultBodyLimit::max(64 * 1024))
+        .layer(axum::middleware::map_response(json_rejections))
         .layer(axum::middleware::map_response(add_hsts))
         .with_state(relay)
+}
+
+/// axum answers a request its extractors refuse (a body over the limit,
+/// say) in plain text; the device API answers every error in its JSON
+/// shape, `{"error": {"code", "message"}}`, as the document says.
+async fn json_rejections(response: Response) -> Response {
+    let status = response.status();
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    if !plain || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "content_type",
+        s if s.is_server_error() => "internal",
+        _ => "bad_request",
+    };
+    let (parts, body) = response.into_parts();
+    let message = match axum::body::to_bytes(body, 4096).await {
+        Ok(text) if !status.is_server_error() => String::from_utf8_lossy(&text).into_owned(),
+        _ => status.canonical_reason().unwrap_or("error").to_lowercase(),
+    };
+    let body = serde_json::json!({ "error": { "code": code, "message": message } });
+    let mut answer = (status, Json(body)).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            answer.headers_mut().append(name, value.clone());
+        }
+    }
+    answer
 }
 
 /// Adds the HSTS header to every answer of `router` (for the other HTTPS
@@ -616,9 +653,11 @@ where
     async fn fetch_messages(
         State(relay): State<AppState<S, P, B>>,
         peer: Option<Extension<PeerIdentity>>,
-        Query(query): Query<FetchQuery>,
+        query: Result<Query<FetchQuery>, QueryRejection>,
     ) -> Result<Response> {
         let d = Self::device(&relay, peer).await?;
+        let Query(query) =
+            query.map_err(|_| Error::BadRequest("limit must be a number from 0 up".into()))?;
         let limit = query.limit.unwrap_or(relay.config().fetch_max);
         let messages = relay.fetch(&d, &[], limit).await?;
         let frames: Vec<Vec<u8>> = messages
@@ -817,9 +856,13 @@ where
     async fn websocket(
         State(relay): State<AppState<S, P, B>>,
         peer: Option<Extension<PeerIdentity>>,
-        upgrade: WebSocketUpgrade,
+        upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     ) -> Result<Response> {
         let d = Self::device(&relay, peer).await?;
+        // A plain GET, or a broken upgrade: the documented 400 in JSON
+        // (axum would answer 400, 405 or 426 in plain text).
+        let upgrade =
+            upgrade.map_err(|e| Error::BadRequest(format!("not a WebSocket upgrade: {e}")))?;
         // Counted from before the upgrade until the socket closes.
         let slot = relay.live_slot(d.device_id)?;
         // tungstenite allocates its read buffer eagerly (128 KiB by

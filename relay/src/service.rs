@@ -422,6 +422,7 @@ where
         caller: &DeviceContext,
         user_id: &str,
     ) -> Result<Vec<DirectoryDevice>> {
+        check_user_ref(user_id)?;
         if caller.user_id != user_id {
             self.check_reach(&caller.user_id, user_id, Exchange::Message)
                 .await?;
@@ -708,6 +709,9 @@ where
         members: &[String],
     ) -> Result<Group> {
         check_group_name(name)?;
+        for user in members {
+            check_user_ref(user)?;
+        }
         if members.len() + 1 > self.config.group_members_max {
             return Err(Error::TooMany {
                 what: "group members",
@@ -811,6 +815,7 @@ where
         id: Id16,
         member: GroupMember,
     ) -> Result<Group> {
+        check_user_ref(&member.user_id)?;
         let group = self.admin_group(caller, id).await?;
         let existing = group.members.iter().any(|m| m.user_id == member.user_id);
         if !existing && group.members.len() >= self.config.group_members_max {
@@ -833,6 +838,7 @@ where
         id: Id16,
         user_id: &str,
     ) -> Result<()> {
+        check_user_ref(user_id)?;
         if user_id == caller.user_id {
             self.group(caller, id).await?;
         } else {
@@ -1024,9 +1030,23 @@ where
 }
 
 fn check_group_name(name: &str) -> Result<()> {
-    if name.is_empty() || name.chars().count() > 200 {
+    // No control characters: PostgreSQL cannot store NUL in text (a 500
+    // before this check), and names are shown to people.
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
         return Err(Error::BadRequest(
-            "group name must be 1 to 200 characters".into(),
+            "group name must be 1 to 200 characters, no control characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A user id from a request (a path, a member list): no user id has a
+/// control character (PostgreSQL cannot even compare text with NUL; that
+/// was a 500), so such an id is refused before any store sees it.
+fn check_user_ref(user_id: &str) -> Result<()> {
+    if user_id.is_empty() || user_id.chars().any(char::is_control) {
+        return Err(Error::BadRequest(
+            "a user id must be non-empty, without control characters".into(),
         ));
     }
     Ok(())

@@ -88,6 +88,7 @@ on_both_stores!(
     limits_refuse_floods_and_full_queues,
     a_wipe_drops_the_queue_and_the_receipt_marks_the_device_wiped,
     undelivered_messages_and_attachments_expire,
+    control_characters_in_group_names_and_user_ids_are_refused_before_the_store,
 );
 
 pub struct Org<S: RelayStore> {
@@ -757,4 +758,81 @@ async fn undelivered_messages_and_attachments_expire<M: MakeStore>(m: &M) {
         0
     );
     assert_eq!(org.relay.expire().await.unwrap(), (0, 0));
+}
+
+/// schemathesis on the device API in the PostgreSQL mode: a group name or a
+/// user id with NUL answered 500 (PostgreSQL refuses NUL in text, and the
+/// provisioning directory on PostgreSQL too). Such names and ids are now
+/// refused as bad requests, on every store, before any store sees them,
+/// and nothing changes.
+async fn control_characters_in_group_names_and_user_ids_are_refused_before_the_store<
+    M: MakeStore,
+>(
+    m: &M,
+) {
+    let org = Org::new(m, RelayConfig::default()).await;
+    let anna = org.enroll("anna@example.org").await;
+    org.enroll("ben@example.org").await;
+    let gid = [9; 16];
+    let bad_request = |e: Error| assert!(matches!(e, Error::BadRequest(_)), "{e:?}");
+    for name in ["a\0b", "\0", "line\nbreak", "\u{9c}"] {
+        bad_request(
+            org.relay
+                .create_group(&anna.ctx, gid, name, &[])
+                .await
+                .unwrap_err(),
+        );
+    }
+    for user in ["b\0n@example.org", "", "ben@example.org\n"] {
+        bad_request(
+            org.relay
+                .create_group(&anna.ctx, gid, "Projekt", &[user.to_owned()])
+                .await
+                .unwrap_err(),
+        );
+    }
+    assert!(org.relay.my_groups(&anna.ctx).await.unwrap().is_empty());
+    org.relay
+        .create_group(&anna.ctx, gid, "Projekt", &["ben@example.org".into()])
+        .await
+        .unwrap();
+    bad_request(
+        org.relay
+            .rename_group(&anna.ctx, gid, "Pro\0jekt")
+            .await
+            .unwrap_err(),
+    );
+    bad_request(
+        org.relay
+            .put_member(
+                &anna.ctx,
+                gid,
+                GroupMember {
+                    user_id: "c\0arl@example.org".into(),
+                    role: GroupRole::Member,
+                },
+            )
+            .await
+            .unwrap_err(),
+    );
+    bad_request(
+        org.relay
+            .remove_member(&anna.ctx, gid, "ben@example.org\0")
+            .await
+            .unwrap_err(),
+    );
+    bad_request(
+        org.relay
+            .devices_of_user(&anna.ctx, "ben\0@example.org")
+            .await
+            .unwrap_err(),
+    );
+    let group = org.relay.group(&anna.ctx, gid).await.unwrap();
+    assert_eq!(group.name, "Projekt");
+    assert_eq!(group.members.len(), 2);
+    // Names people use still work, non-Latin ones included.
+    org.relay
+        .rename_group(&anna.ctx, gid, "Ärger & Ölpreise 🛢")
+        .await
+        .unwrap();
 }
