@@ -867,10 +867,11 @@ where
         let slot = relay.live_slot(d.device_id)?;
         // tungstenite allocates its read buffer eagerly (128 KiB by
         // default) for every socket; a device sends only small ack frames,
-        // so 4 KiB serves it and an idle connection stays small. Frames go
+        // so 1 KiB serves it (the buffer grows for a larger frame) and an
+        // idle connection stays small. Frames go
         // out as they are sent (each send flushes anyway).
         Ok(upgrade
-            .read_buffer_size(4 * 1024)
+            .read_buffer_size(1024)
             .write_buffer_size(0)
             .max_message_size(64 * 1024)
             .on_upgrade(move |socket| async move {

@@ -307,6 +307,14 @@ fn write_loop(conn: &Mutex<Connection>, jobs: &mpsc::Receiver<Box<dyn Job>>) {
     }
 }
 
+/// Runs one of the writer's own statements (prepared once); false if it
+/// failed.
+fn statement(conn: &Connection, sql: &str) -> bool {
+    conn.prepare_cached(sql)
+        .and_then(|mut stmt| stmt.execute([]))
+        .is_ok()
+}
+
 /// Runs `group` in one transaction, each write in a savepoint, and answers
 /// each after the commit.
 fn commit_group(conn: &Connection, group: Vec<Box<dyn Job>>) {
@@ -320,11 +328,11 @@ fn commit_group(conn: &Connection, group: Vec<Box<dyn Job>>) {
         return;
     }
     while let Some(mut job) = rest.next() {
-        let ok = conn.execute_batch("SAVEPOINT w").is_ok() && job.run(conn);
+        let ok = statement(conn, "SAVEPOINT w") && job.run(conn);
         let closed = if ok {
-            conn.execute_batch("RELEASE w").is_err()
+            !statement(conn, "RELEASE w")
         } else {
-            conn.execute_batch("ROLLBACK TO w; RELEASE w").is_err()
+            !(statement(conn, "ROLLBACK TO w") && statement(conn, "RELEASE w"))
         };
         if closed || conn.is_autocommit() {
             // SQLite ended the whole transaction (a full disk can): every
