@@ -26,6 +26,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../../migrations/postgres/0003_queue_len.sql"),
     ),
+    (
+        4,
+        include_str!("../../migrations/postgres/0004_store_functions.sql"),
+    ),
 ];
 /// Connections per node.
 const POOL_SIZE: usize = 16;
@@ -90,6 +94,21 @@ impl From<deadpool_postgres::BuildError> for Fault {
     fn from(e: deadpool_postgres::BuildError) -> Self {
         Fault::Other(e.to_string())
     }
+}
+
+/// `relay_store_message`'s full-queue refusal (SQLSTATE KR001, the device
+/// in hex as the message), or whatever else failed.
+fn queue_full_or_db(e: tokio_postgres::Error) -> Error {
+    if let Some(full) = e.as_db_error().filter(|d| d.code().code() == "KR001") {
+        return match hex::decode(full.message())
+            .map_err(|_| ())
+            .and_then(|b| device_of(&b).map_err(|_| ()))
+        {
+            Ok(device) => Error::QueueFull(device.to_string()),
+            Err(()) => Error::Store("a full queue named no device".into()),
+        };
+    }
+    db(e)
 }
 
 fn device_of(bytes: &[u8]) -> Result<DeviceId> {
@@ -206,99 +225,52 @@ impl PostgresStore {
 
 impl MessageStore for PostgresStore {
     async fn store_message(&self, m: &NewMessage, queue_len_max: u64) -> Result<Stored> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(db)?;
-        let sender = m.sender_device.as_bytes().to_vec();
-        let inserted = tx
-            .execute(
-                "INSERT INTO relay_seen (sender, message_id, body_hash, expires_at_ms) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (sender, message_id) DO NOTHING",
-                &[&sender, &m.message_id.to_vec(), &m.body_hash.to_vec(), &m.expires_at_ms],
-            )
-            .await
-            .map_err(db)?;
-        if inserted == 0 {
-            let row = tx
-                .query_one(
-                    "SELECT body_hash FROM relay_seen WHERE sender = $1 AND message_id = $2",
-                    &[&sender, &m.message_id.to_vec()],
-                )
-                .await
-                .map_err(db)?;
-            let hash: Vec<u8> = row.try_get(0).map_err(db)?;
-            return if hash == m.body_hash {
-                Ok(Stored::Duplicate)
-            } else {
-                Err(Error::Replay)
-            };
-        }
+        // One round trip: `relay_store_message` (migration 0004) does the
+        // whole store as one statement.
         let devices: Vec<Vec<u8>> = m
             .deliveries
             .iter()
             .map(|(d, _)| d.as_bytes().to_vec())
             .collect();
+        let deliveries: Vec<Vec<u8>> = m.deliveries.iter().map(|(_, d)| d.clone()).collect();
         let mut keys: Vec<i64> = m.deliveries.iter().map(|(d, _)| lock_key(d)).collect();
         keys.sort_unstable();
         keys.dedup();
-        tx.execute(
-            "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k ORDER BY k",
-            &[&keys],
-        )
-        .await
-        .map_err(db)?;
+        let blobs: Vec<Vec<u8>> = m.blob_ids.iter().map(|b| b.to_vec()).collect();
         let limit = i64::try_from(queue_len_max).unwrap_or(i64::MAX);
-        let full = tx
-            .query_opt(
-                "SELECT device FROM relay_queue_len WHERE device = ANY($1) AND n >= $2 LIMIT 1",
-                &[&devices, &limit],
-            )
-            .await
-            .map_err(db)?;
-        if let Some(row) = full {
-            let device: Vec<u8> = row.try_get(0).map_err(db)?;
-            return Err(Error::QueueFull(device_of(&device)?.to_string()));
-        }
-        if m.deliveries.is_empty() {
-            // Nobody to deliver to: remember the id, keep no body.
-            tx.commit().await.map_err(db)?;
-            return Ok(Stored::New(Vec::new()));
-        }
-        let body_id: i64 = tx
-            .query_one(
-                "INSERT INTO relay_bodies (body, expires_at_ms) VALUES ($1, $2) RETURNING id",
-                &[&m.body, &m.expires_at_ms],
-            )
-            .await
-            .map_err(db)?
-            .try_get(0)
-            .map_err(db)?;
-        let deliveries: Vec<Vec<u8>> = m.deliveries.iter().map(|(_, d)| d.clone()).collect();
-        let rows = tx
+        let rows = self
+            .client()
+            .await?
             .query(
-                "INSERT INTO relay_queue (device, body_id, delivery, received_at_ms, expires_at_ms) \
-                 SELECT d.device, $3, d.delivery, $4, $5 FROM unnest($1::bytea[], $2::bytea[]) WITH ORDINALITY AS d(device, delivery, n) \
-                 ORDER BY d.n RETURNING seq, device",
-                &[&devices, &deliveries, &body_id, &m.received_at_ms, &m.expires_at_ms],
+                "SELECT r_seq, r_device, r_outcome FROM relay_store_message($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                &[
+                    &m.sender_device.as_bytes().to_vec(),
+                    &m.message_id.to_vec(),
+                    &m.body_hash.to_vec(),
+                    &m.body,
+                    &devices,
+                    &deliveries,
+                    &keys,
+                    &blobs,
+                    &m.received_at_ms,
+                    &m.expires_at_ms,
+                    &limit,
+                ],
             )
             .await
-            .map_err(db)?;
-        if !m.blob_ids.is_empty() {
-            let blobs: Vec<Vec<u8>> = m.blob_ids.iter().map(|b| b.to_vec()).collect();
-            tx.execute(
-                "INSERT INTO relay_blob_grants (blob_id, device) \
-                 SELECT b.id, d.device FROM relay_blobs b, unnest($2::bytea[]) AS d(device) WHERE b.id = ANY($1) \
-                 ON CONFLICT DO NOTHING",
-                &[&blobs, &devices],
-            )
-            .await
-            .map_err(db)?;
-        }
-        tx.commit().await.map_err(db)?;
+            .map_err(queue_full_or_db)?;
         let mut seqs = Vec::with_capacity(rows.len());
         for row in rows {
-            let s: i64 = row.try_get(0).map_err(db)?;
-            let d: Vec<u8> = row.try_get(1).map_err(db)?;
-            seqs.push((device_of(&d)?, seq(s)));
+            let outcome: &str = row.try_get(2).map_err(db)?;
+            match outcome {
+                "duplicate" => return Ok(Stored::Duplicate),
+                "replay" => return Err(Error::Replay),
+                _ => {
+                    let s: i64 = row.try_get(0).map_err(db)?;
+                    let d: Vec<u8> = row.try_get(1).map_err(db)?;
+                    seqs.push((device_of(&d)?, seq(s)));
+                }
+            }
         }
         Ok(Stored::New(seqs))
     }
@@ -341,23 +313,18 @@ impl MessageStore for PostgresStore {
 
     async fn ack(&self, device: DeviceId, seqs: &[u64]) -> Result<usize> {
         let seqs: Vec<i64> = seqs.iter().filter_map(|s| i64::try_from(*s).ok()).collect();
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(db)?;
-        let bodies = tx
-            .query(
-                "DELETE FROM relay_queue WHERE device = $1 AND seq = ANY($2) RETURNING body_id",
+        // One round trip: `relay_ack` (migration 0004).
+        let row = self
+            .client()
+            .await?
+            .query_one(
+                "SELECT relay_ack($1, $2)",
                 &[&device.as_bytes().to_vec(), &seqs],
             )
             .await
             .map_err(db)?;
-        let ids: Vec<i64> = bodies
-            .iter()
-            .map(|r| r.try_get(0))
-            .collect::<std::result::Result<_, _>>()
-            .map_err(db)?;
-        drop_orphans(&tx, &ids).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(ids.len())
+        let n: i64 = row.try_get(0).map_err(db)?;
+        Ok(usize::try_from(n).unwrap_or(0))
     }
 
     async fn drop_queue(&self, device: DeviceId) -> Result<usize> {
