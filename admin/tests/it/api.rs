@@ -884,7 +884,7 @@ async fn a_user_enrolled_with_an_emm_token_joins_the_directory_and_every_enrollm
         )
         .await;
     assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.json);
-    let enrolled = h.audited("device.enroll");
+    let enrolled = h.audited_eventually("device.enroll", |_| true).await;
     assert_eq!(enrolled.len(), 1);
     assert_eq!(h.named(&enrolled[0].actor), "dora@acme.test");
     assert_eq!(enrolled[0].target, device.device_id.to_string());
@@ -894,9 +894,11 @@ async fn a_user_enrolled_with_an_emm_token_joins_the_directory_and_every_enrollm
             .await
             .is_err()
     );
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let refused: Vec<_> = h
-        .audited("device.enroll")
+        .audited_eventually("device.enroll", |e| {
+            e.outcome == kontor_admin::audit::Outcome::Refused
+        })
+        .await
         .into_iter()
         .filter(|e| e.outcome == kontor_admin::audit::Outcome::Refused)
         .collect();
@@ -1206,6 +1208,8 @@ async fn a_users_data_export_holds_every_personal_datum_the_administration_keeps
         .await;
     let token = a.json["token"].as_str().unwrap().to_owned();
     let device = h.enroll_with(&token, "anna@acme.test").await.unwrap();
+    // The enrollment reaches the trail from provisioning's event task.
+    h.audited_eventually("device.enroll", |_| true).await;
     h.call("PUT", "/v1/allow-list/anna@acme.test", &owner, None)
         .await;
     h.json(

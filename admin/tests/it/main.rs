@@ -340,6 +340,24 @@ impl Harness {
             .unwrap_or_else(|| text.to_owned())
     }
 
+    /// Entries of `action`, waiting (up to 10 s) until there is one that
+    /// `wanted` accepts: provisioning's events (enrollments, revocations)
+    /// reach the trail from a background task, after the act.
+    pub async fn audited_eventually(
+        &self,
+        action: &str,
+        wanted: impl Fn(&kontor_admin::audit::Entry) -> bool,
+    ) -> Vec<kontor_admin::audit::Entry> {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let entries = self.audited(action);
+            if entries.iter().any(&wanted) || std::time::Instant::now() > until {
+                return entries;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn audited(&self, action: &str) -> Vec<kontor_admin::audit::Entry> {
         self.audit
             .query(&kontor_admin::audit::Filter {
