@@ -3,9 +3,10 @@
 //! without changing the traits). All tables live in one schema, chosen at
 //! connect time, so tests can use a fresh schema each.
 
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 
-use tokio_postgres::{Client, NoTls, Row};
+use tokio_postgres::{Client, NoTls, Row, Statement};
 
 use super::sqlite::{CERT_COLUMNS, CertRaw, TOKEN_COLUMNS, TokenRecordRaw};
 use super::*;
@@ -23,7 +24,46 @@ struct Inner {
     /// The connection URL (may hold a password: never printed).
     url: String,
     schema: String,
-    client: RwLock<Arc<Client>>,
+    client: RwLock<Arc<Conn>>,
+}
+
+/// The connection and the statements prepared on it: a statement given as
+/// text is parsed on every call, one more round trip on the hot lookups
+/// (certificate, user) every device request makes.
+struct Conn {
+    client: Client,
+    statements: Mutex<HashMap<String, Statement>>,
+}
+
+impl Conn {
+    fn new(client: Client) -> Self {
+        Self {
+            client,
+            statements: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `sql`, prepared on this connection once.
+    async fn prepared(&self, sql: &str) -> Result<Statement> {
+        let lock_error = || Error::Store("postgresql statement cache poisoned".into());
+        if let Some(statement) = self.statements.lock().map_err(|_| lock_error())?.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql).await.map_err(db)?;
+        self.statements
+            .lock()
+            .map_err(|_| lock_error())?
+            .insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+}
+
+impl std::ops::Deref for Conn {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.client
+    }
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -110,21 +150,23 @@ impl PostgresStore {
             inner: Arc::new(Inner {
                 url: url.to_owned(),
                 schema: schema.to_owned(),
-                client: RwLock::new(Arc::new(client)),
+                client: RwLock::new(Arc::new(Conn::new(client))),
             }),
         })
     }
 
     /// The connection, opened again if it has closed (server restart,
     /// network cut).
-    async fn client(&self) -> Result<Arc<Client>> {
+    async fn client(&self) -> Result<Arc<Conn>> {
         let lock_error = || Error::Store("postgresql client lock poisoned".into());
         let current = self.inner.client.read().map_err(|_| lock_error())?.clone();
         if !current.is_closed() {
             return Ok(current);
         }
         tracing::warn!("postgresql connection closed, reconnecting");
-        let fresh = Arc::new(open_client(&self.inner.url, &self.inner.schema).await?);
+        let fresh = Arc::new(Conn::new(
+            open_client(&self.inner.url, &self.inner.schema).await?,
+        ));
         *self.inner.client.write().map_err(|_| lock_error())? = fresh.clone();
         Ok(fresh)
     }
@@ -196,17 +238,13 @@ fn cert_raw(row: &Row) -> Result<CertRaw> {
 
 impl PostgresStore {
     async fn certs_where(&self, clause: &str, value: String) -> Result<Vec<CertificateRecord>> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                &format!(
-                    "SELECT {CERT_COLUMNS} FROM certificates WHERE {clause} ORDER BY issued_at"
-                ),
-                &[&value],
-            )
-            .await
-            .map_err(db)?;
+        let conn = self.client().await?;
+        let statement = conn
+            .prepared(&format!(
+                "SELECT {CERT_COLUMNS} FROM certificates WHERE {clause} ORDER BY issued_at"
+            ))
+            .await?;
+        let rows = conn.query(&statement, &[&value]).await.map_err(db)?;
         rows.iter()
             .map(|row| cert_raw(row)?.into_record())
             .collect()
@@ -428,15 +466,11 @@ impl AttemptLog for PostgresStore {
 
 impl UserDirectory for PostgresStore {
     async fn user(&self, user_id: &str) -> Result<Option<DirectoryUser>> {
-        let row = self
-            .client()
-            .await?
-            .query_opt(
-                "SELECT user_id, department, status FROM directory_users WHERE user_id = $1",
-                &[&user_id],
-            )
-            .await
-            .map_err(db)?;
+        let conn = self.client().await?;
+        let statement = conn
+            .prepared("SELECT user_id, department, status FROM directory_users WHERE user_id = $1")
+            .await?;
+        let row = conn.query_opt(&statement, &[&user_id]).await.map_err(db)?;
         row.map(|row| {
             let status: String = row.try_get(2).map_err(db)?;
             Ok(DirectoryUser {
