@@ -66,7 +66,8 @@ async fn two_nodes_on_one_database_deliver_a_message_posted_on_the_other() {
     let ns = namespace();
     // One organisation, two relay nodes: each its own bus and database
     // connections, one schema.
-    let org = Org::new(&Postgres(pg.clone()), RelayConfig::default()).await;
+    let postgres = Postgres::new(pg.clone());
+    let org = Org::new(&postgres, RelayConfig::default()).await;
     let anna = org.enroll("anna@example.org").await;
     let ben = org.enroll("ben@example.org").await;
     let bus_a = NatsBus::connect(&nats, &ns).await.unwrap();
@@ -113,4 +114,5 @@ async fn two_nodes_on_one_database_deliver_a_message_posted_on_the_other() {
     .unwrap();
     let opened = kontor_crypto::open(&frame.sealed, &ben.key, None, &anna.key.public()).unwrap();
     assert_eq!(&opened.plaintext[..], b"ueber Knoten");
+    postgres.finish().await;
 }

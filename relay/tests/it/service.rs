@@ -37,14 +37,46 @@ impl MakeStore for Sqlite {
     }
 }
 
-/// PostgreSQL in a fresh schema.
-pub struct Postgres(pub String);
+/// PostgreSQL in a fresh schema per store; [`Postgres::finish`] drops
+/// them when the test passed (a failed test leaves them to look at).
+pub struct Postgres {
+    url: String,
+    schemas: std::sync::Mutex<Vec<String>>,
+}
+
+impl Postgres {
+    pub fn new(url: String) -> Self {
+        Self {
+            url,
+            schemas: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Drops every schema this made.
+    pub async fn finish(&self) {
+        let schemas = std::mem::take(&mut *self.schemas.lock().unwrap());
+        if schemas.is_empty() {
+            return;
+        }
+        let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        for schema in schemas {
+            client
+                .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+                .await
+                .unwrap();
+        }
+    }
+}
 
 impl MakeStore for Postgres {
     type S = PostgresStore;
     async fn make(&self) -> PostgresStore {
         let schema = format!("relay_test_{}", hex::encode(rand::random::<[u8; 8]>()));
-        PostgresStore::connect(&self.0, &schema).await.unwrap()
+        self.schemas.lock().unwrap().push(schema.clone());
+        PostgresStore::connect(&self.url, &schema).await.unwrap()
     }
 }
 
@@ -71,7 +103,9 @@ macro_rules! on_both_stores {
             #[tokio::test]
             async fn postgres() {
                 if let Some(url) = crate::service::postgres_url() {
-                    super::$case(&crate::service::Postgres(url)).await;
+                    let pg = crate::service::Postgres::new(url);
+                    super::$case(&pg).await;
+                    pg.finish().await;
                 }
             }
         }

@@ -508,7 +508,8 @@ async fn two_nodes_deliver_live_from_a_sender_on_one_to_a_device_connected_to_th
         return;
     };
     let ns = format!("test-{}", hex::encode(rand::random::<[u8; 6]>()));
-    let org = Org::new(&Postgres(pg.clone()), RelayConfig::default()).await;
+    let postgres = Postgres::new(pg.clone());
+    let org = Org::new(&postgres, RelayConfig::default()).await;
     let anna = org.enroll("anna@example.org").await;
     let ben = org.enroll("ben@example.org").await;
     let node_a = org
@@ -560,4 +561,5 @@ async fn two_nodes_deliver_live_from_a_sender_on_one_to_a_device_connected_to_th
     assert!(started.elapsed() < Duration::from_secs(5));
     let opened = kontor_crypto::open(&frame.sealed, &ben.key, None, &anna.key.public()).unwrap();
     assert_eq!(&opened.plaintext[..], b"von Knoten A");
+    postgres.finish().await;
 }
