@@ -409,18 +409,18 @@ impl MessageStore for PostgresStore {
     }
 }
 
-/// Deletes those bodies that no queue row references any more.
-async fn drop_orphans(tx: &deadpool_postgres::Transaction<'_>, ids: &[i64]) -> Result<()> {
+/// Deletes those bodies that no queue row references any more; returns
+/// how many went.
+async fn drop_orphans(tx: &deadpool_postgres::Transaction<'_>, ids: &[i64]) -> Result<u64> {
     if ids.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     tx.execute(
         "DELETE FROM relay_bodies b WHERE b.id = ANY($1) AND NOT EXISTS (SELECT 1 FROM relay_queue q WHERE q.body_id = b.id)",
         &[&ids],
     )
     .await
-    .map_err(db)?;
-    Ok(())
+    .map_err(db)
 }
 
 fn group_from(head: &Row, members: &[Row], id: Id16) -> Result<Group> {
@@ -841,14 +841,7 @@ async fn erase_user_tx(
         .collect::<std::result::Result<_, _>>()
         .map_err(db)?;
     erased.queued = u64::try_from(bodies.len()).unwrap_or(u64::MAX);
-    erased.bodies = tx
-        .execute(
-            "DELETE FROM relay_bodies b WHERE b.id = ANY($1) \
-             AND NOT EXISTS (SELECT 1 FROM relay_queue q WHERE q.body_id = b.id)",
-            &[&bodies],
-        )
-        .await
-        .map_err(db)?;
+    erased.bodies = drop_orphans(tx, &bodies).await?;
     erased.seen = tx
         .execute("DELETE FROM relay_seen WHERE sender = ANY($1)", &[&devices])
         .await

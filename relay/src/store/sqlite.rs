@@ -448,17 +448,19 @@ fn drop_orphan_bodies(conn: &Connection) -> Result<()> {
 }
 
 /// Deletes those of `body_ids` that no queue entry references any more.
-fn drop_orphans_of(conn: &Connection, body_ids: &[i64]) -> Result<()> {
+/// Returns how many went.
+fn drop_orphans_of(conn: &Connection, body_ids: &[i64]) -> Result<u64> {
     let mut delete = conn
         .prepare_cached(
             "DELETE FROM relay_bodies WHERE id = ?1 \
              AND NOT EXISTS (SELECT 1 FROM relay_queue q WHERE q.body_id = ?1)",
         )
         .map_err(db)?;
+    let mut dropped = 0;
     for id in body_ids {
-        delete.execute([id]).map_err(db)?;
+        dropped += erased_rows(delete.execute([id]).map_err(db)?);
     }
-    Ok(())
+    Ok(dropped)
 }
 
 impl MessageStore for SqliteStore {
@@ -1002,16 +1004,7 @@ fn erase_user_tx(tx: &Connection, user_id: &str, devices: &[Vec<u8>]) -> Result<
             rows.collect::<rusqlite::Result<_>>().map_err(db)?
         };
         erased.queued += erased_rows(bodies.len());
-        for body in bodies {
-            erased.bodies += erased_rows(
-                tx.execute(
-                    "DELETE FROM relay_bodies WHERE id = ?1 \
-                     AND NOT EXISTS (SELECT 1 FROM relay_queue q WHERE q.body_id = ?1)",
-                    [body],
-                )
-                .map_err(db)?,
-            );
-        }
+        erased.bodies += drop_orphans_of(tx, &bodies)?;
         erased.seen += erased_rows(
             tx.execute("DELETE FROM relay_seen WHERE sender = ?1", [device])
                 .map_err(db)?,
