@@ -221,6 +221,17 @@ impl PostgresStore {
     async fn client(&self) -> Result<deadpool_postgres::Object> {
         self.pool.get().await.map_err(db)
     }
+
+    /// A pooled connection and `sql` prepared on it once (a statement
+    /// given as text is parsed on every call: one more round trip).
+    async fn prepared(
+        &self,
+        sql: &str,
+    ) -> Result<(deadpool_postgres::Object, tokio_postgres::Statement)> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(db)?;
+        Ok((client, statement))
+    }
 }
 
 impl MessageStore for PostgresStore {
@@ -238,29 +249,26 @@ impl MessageStore for PostgresStore {
         keys.dedup();
         let blobs: Vec<Vec<u8>> = m.blob_ids.iter().map(|b| b.to_vec()).collect();
         let limit = i64::try_from(queue_len_max).unwrap_or(i64::MAX);
-        let rows = {
-            let client = self.client().await?;
-            let statement = client.prepare_cached("SELECT r_seq, r_device, r_outcome FROM relay_store_message($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)").await.map_err(db)?;
-            client
-                .query(
-                    &statement,
-                    &[
-                        &m.sender_device.as_bytes().to_vec(),
-                        &m.message_id.to_vec(),
-                        &m.body_hash.to_vec(),
-                        &m.body,
-                        &devices,
-                        &deliveries,
-                        &keys,
-                        &blobs,
-                        &m.received_at_ms,
-                        &m.expires_at_ms,
-                        &limit,
-                    ],
-                )
-                .await
-                .map_err(queue_full_or_db)?
-        };
+        let (client, statement) = self.prepared("SELECT r_seq, r_device, r_outcome FROM relay_store_message($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)").await?;
+        let rows = client
+            .query(
+                &statement,
+                &[
+                    &m.sender_device.as_bytes().to_vec(),
+                    &m.message_id.to_vec(),
+                    &m.body_hash.to_vec(),
+                    &m.body,
+                    &devices,
+                    &deliveries,
+                    &keys,
+                    &blobs,
+                    &m.received_at_ms,
+                    &m.expires_at_ms,
+                    &limit,
+                ],
+            )
+            .await
+            .map_err(queue_full_or_db)?;
         let mut seqs = Vec::with_capacity(rows.len());
         for row in rows {
             let outcome: &str = row.try_get(2).map_err(db)?;
@@ -289,25 +297,21 @@ impl MessageStore for PostgresStore {
         // read.
         let skip: Vec<i64> = skip.iter().filter_map(|s| i64::try_from(*s).ok()).collect();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = {
-            let client = self.client().await?;
-            let statement = client
-                .prepare_cached(
-                    "SELECT q.seq, q.received_at_ms, q.delivery, b.body FROM relay_queue q \
+        let (client, statement) = self
+            .prepared(
+                "SELECT q.seq, q.received_at_ms, q.delivery, b.body FROM relay_queue q \
                  JOIN relay_bodies b ON b.id = q.body_id \
                  WHERE q.device = $1 AND q.expires_at_ms > $2 AND q.seq <> ALL($4) \
                  ORDER BY q.seq LIMIT $3",
-                )
-                .await
-                .map_err(db)?;
-            client
-                .query(
-                    &statement,
-                    &[&device.as_bytes().to_vec(), &now_ms, &limit, &skip],
-                )
-                .await
-                .map_err(db)?
-        };
+            )
+            .await?;
+        let rows = client
+            .query(
+                &statement,
+                &[&device.as_bytes().to_vec(), &now_ms, &limit, &skip],
+            )
+            .await
+            .map_err(db)?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             out.push(QueuedMessage {
@@ -323,17 +327,11 @@ impl MessageStore for PostgresStore {
     async fn ack(&self, device: DeviceId, seqs: &[u64]) -> Result<usize> {
         let seqs: Vec<i64> = seqs.iter().filter_map(|s| i64::try_from(*s).ok()).collect();
         // One round trip: `relay_ack` (migration 0004).
-        let row = {
-            let client = self.client().await?;
-            let statement = client
-                .prepare_cached("SELECT relay_ack($1, $2)")
-                .await
-                .map_err(db)?;
-            client
-                .query_one(&statement, &[&device.as_bytes().to_vec(), &seqs])
-                .await
-                .map_err(db)?
-        };
+        let (client, statement) = self.prepared("SELECT relay_ack($1, $2)").await?;
+        let row = client
+            .query_one(&statement, &[&device.as_bytes().to_vec(), &seqs])
+            .await
+            .map_err(db)?;
         let n: i64 = row.try_get(0).map_err(db)?;
         Ok(usize::try_from(n).unwrap_or(0))
     }
@@ -359,17 +357,13 @@ impl MessageStore for PostgresStore {
     }
 
     async fn queue_len(&self, device: DeviceId) -> Result<u64> {
-        let row = {
-            let client = self.client().await?;
-            let statement = client
-                .prepare_cached("SELECT n FROM relay_queue_len WHERE device = $1")
-                .await
-                .map_err(db)?;
-            client
-                .query_opt(&statement, &[&device.as_bytes().to_vec()])
-                .await
-                .map_err(db)?
-        };
+        let (client, statement) = self
+            .prepared("SELECT n FROM relay_queue_len WHERE device = $1")
+            .await?;
+        let row = client
+            .query_opt(&statement, &[&device.as_bytes().to_vec()])
+            .await
+            .map_err(db)?;
         match row {
             Some(row) => Ok(seq(row.try_get(0).map_err(db)?)),
             None => Ok(0),
@@ -599,17 +593,13 @@ impl BlobStore for PostgresStore {
     }
 
     async fn blob_owner(&self, id: Id16) -> Result<Option<DeviceId>> {
-        let row = {
-            let client = self.client().await?;
-            let statement = client
-                .prepare_cached("SELECT owner FROM relay_blobs WHERE id = $1")
-                .await
-                .map_err(db)?;
-            client
-                .query_opt(&statement, &[&id.to_vec()])
-                .await
-                .map_err(db)?
-        };
+        let (client, statement) = self
+            .prepared("SELECT owner FROM relay_blobs WHERE id = $1")
+            .await?;
+        let row = client
+            .query_opt(&statement, &[&id.to_vec()])
+            .await
+            .map_err(db)?;
         match row {
             Some(row) => {
                 let owner: Vec<u8> = row.try_get(0).map_err(db)?;
@@ -744,14 +734,11 @@ impl CommandStore for PostgresStore {
 
 impl DeviceStateStore for PostgresStore {
     async fn device_state(&self, device: DeviceId) -> Result<Option<DeviceState>> {
-        let row = {
-            let client = self.client().await?;
-            let statement = client.prepare_cached("SELECT push_kind, push_token, last_seen_ms, wiped_at_ms FROM relay_devices WHERE device = $1").await.map_err(db)?;
-            client
-                .query_opt(&statement, &[&device.as_bytes().to_vec()])
-                .await
-                .map_err(db)?
-        };
+        let (client, statement) = self.prepared("SELECT push_kind, push_token, last_seen_ms, wiped_at_ms FROM relay_devices WHERE device = $1").await?;
+        let row = client
+            .query_opt(&statement, &[&device.as_bytes().to_vec()])
+            .await
+            .map_err(db)?;
         let Some(row) = row else { return Ok(None) };
         let kind: Option<String> = row.try_get(0).map_err(db)?;
         let token: Option<String> = row.try_get(1).map_err(db)?;
