@@ -120,19 +120,11 @@ impl Postgres {
     }
 
     async fn client(&self) -> tokio_postgres::Client {
-        let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        client
+        crate::service::pg_client(&self.url).await
     }
 
     async fn finish(&self) {
-        self.client()
-            .await
-            .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.schema))
-            .await
-            .unwrap();
+        crate::service::drop_schemas(&self.url, std::slice::from_ref(&self.schema)).await;
     }
 }
 

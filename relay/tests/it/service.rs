@@ -55,19 +55,30 @@ impl Postgres {
     /// Drops every schema this made.
     pub async fn finish(&self) {
         let schemas = std::mem::take(&mut *self.schemas.lock().unwrap());
-        if schemas.is_empty() {
-            return;
-        }
-        let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+        drop_schemas(&self.url, &schemas).await;
+    }
+}
+
+/// A plain client to the test database, to look at or drop schemas.
+pub async fn pg_client(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// Drops schemas a test made (a failed test leaves them to look at).
+pub async fn drop_schemas(url: &str, schemas: &[String]) {
+    if schemas.is_empty() {
+        return;
+    }
+    let client = pg_client(url).await;
+    for schema in schemas {
+        client
+            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
             .await
             .unwrap();
-        tokio::spawn(connection);
-        for schema in schemas {
-            client
-                .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
-                .await
-                .unwrap();
-        }
     }
 }
 

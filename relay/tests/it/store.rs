@@ -133,24 +133,14 @@ impl PostgresSchemas {
     }
 
     async fn client(&self) -> tokio_postgres::Client {
-        let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        client
+        crate::service::pg_client(&self.url).await
     }
 
     /// Drops the schemas this test made (left in place when it failed, to
     /// look at).
     async fn finish(&self) {
-        let client = self.client().await;
         let schemas = self.schemas.lock().unwrap().clone();
-        for schema in schemas {
-            client
-                .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
-                .await
-                .unwrap();
-        }
+        crate::service::drop_schemas(&self.url, &schemas).await;
     }
 }
 
