@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Writes the fuzz targets' seed corpora into fuzz/corpus/<target>/, the same
 # bytes on every machine: the golden files in fixtures/, the protocol
-# vectors, and small hand-made inputs (below). The three X.509 seeds (a CSR,
+# vectors, small hand-made inputs (below) and the inputs of past findings
+# (fixtures/fuzz-regressions/). The three X.509 seeds (a CSR,
 # a CSR with requested extensions, a self-signed device-like certificate)
 # were made once with openssl 3.0 and are embedded here, because ECDSA
 # signatures are not reproducible. Run from anywhere; needs python3.
@@ -157,6 +158,13 @@ for text in ["kak_0123456789abcdef_" + "cd" * 32, "2026-11-29T09:30:00.123Z\nann
              "@example.org\nanna@example.org\nhr", "department:hr\nanna@example.org\nhr",
              "anna@example.org\nanna@example.org", "organisation", "blocked"]:
     put("admin_input", text)
+
+# Inputs a long run found (fixtures/fuzz-regressions/<target>-<what>.<ext>):
+# every run, CI's brief one included, starts from them again.
+for p in files("fixtures/fuzz-regressions/*"):
+    target = p.name.split("-", 1)[0]
+    assert (Path("fuzz/fuzz_targets") / (target + ".rs")).exists(), p
+    put(target, p.read_bytes())
 
 total = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
 count = sum(1 for f in root.rglob("*") if f.is_file())

@@ -93,7 +93,7 @@ fn from_plist_value(value: &plist::Value, depth: usize) -> Result<Value, Error> 
         ),
         plist::Value::Boolean(b) => Value::Bool(*b),
         plist::Value::Data(d) => Value::Data(d.clone()),
-        plist::Value::Date(d) => Value::Date(d.to_xml_format()),
+        plist::Value::Date(d) => plist_date(*d)?,
         plist::Value::Real(r) => Value::Real(*r),
         plist::Value::Integer(i) => match (i.as_signed(), i.as_unsigned()) {
             (Some(v), _) => Value::Integer(v.into()),
@@ -120,6 +120,27 @@ fn from_plist_value(value: &plist::Value, depth: usize) -> Result<Value, Error> 
             });
         }
     })
+}
+
+/// A plist date as an XML plist writes it (RFC 3339, UTC). plist's own
+/// `Date::to_xml_format` panics on a date RFC 3339 cannot write, before the
+/// year 0 or after 9999, which a binary plist can hold (a float of seconds):
+/// such a date is refused instead (found by the `managed_config_plist` fuzz
+/// target; input in `fixtures/fuzz-regressions/`).
+fn plist_date(date: plist::Date) -> Result<Value, Error> {
+    let out_of_range = || Error::Syntax {
+        format: "plist",
+        detail: "a date outside the years 0000 to 9999".into(),
+    };
+    let at = std::time::SystemTime::from(date);
+    let nanos = match at.duration_since(std::time::UNIX_EPOCH) {
+        Ok(after) => i128::try_from(after.as_nanos()).map_err(|_| out_of_range())?,
+        Err(before) => -i128::try_from(before.duration().as_nanos()).map_err(|_| out_of_range())?,
+    };
+    let utc = time::OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(|_| out_of_range())?;
+    utc.format(&time::format_description::well_known::Rfc3339)
+        .map(Value::Date)
+        .map_err(|_| out_of_range())
 }
 
 /// Drops a plist tree without recursion: children are moved onto a work list

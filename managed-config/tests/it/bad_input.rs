@@ -319,3 +319,47 @@ fn toml_bad_inputs() {
     let deep = format!("x = {}{}", "[".repeat(10_000), "]".repeat(10_000));
     assert!(decode::toml(&deep).is_err());
 }
+
+/// A binary plist holding `date` under `expires`, next to the required keys.
+fn binary_plist_with_date(date: std::time::SystemTime) -> Vec<u8> {
+    let mut dict = plist::Dictionary::new();
+    dict.insert("server_url".into(), "https://kontor.example.org".into());
+    dict.insert("organisation_id".into(), "example".into());
+    dict.insert("expires".into(), plist::Value::Date(date.into()));
+    let mut out = Vec::new();
+    plist::Value::Dictionary(dict)
+        .to_writer_binary(&mut out)
+        .unwrap();
+    out
+}
+
+/// A binary plist can hold a date RFC 3339 cannot write (before the year 0;
+/// plist refuses dates after 9999 itself), and plist's own formatter panics
+/// on one. Found by the `managed_config_plist` fuzz target on 2026-11-29;
+/// the input is kept as found in `fixtures/fuzz-regressions/`.
+#[test]
+fn a_plist_date_before_the_year_0_is_refused_not_a_panic() {
+    let expected = "malformed plist: a date outside the years 0000 to 9999";
+    let found = std::fs::read(
+        crate::root()
+            .join("fixtures/fuzz-regressions/managed_config_plist-date-before-year-0.bplist"),
+    )
+    .unwrap();
+    check(decode::apple_plist(&found), expected);
+    check(decode::apple_command(&found), expected);
+
+    // The edge: 0000-01-01T00:00:00Z is the first instant RFC 3339 writes.
+    let year_0 = std::time::UNIX_EPOCH - std::time::Duration::from_secs(62_167_219_200);
+    let just_before = year_0 - std::time::Duration::from_secs(1);
+    check(
+        decode::apple_plist(&binary_plist_with_date(just_before)),
+        expected,
+    );
+    // Year 0 itself is read (whatever the decoder then says of the key).
+    if let Err(e) = decode::apple_plist(&binary_plist_with_date(year_0)) {
+        assert!(
+            !e.to_string().contains("a date outside"),
+            "year 0 refused as out of range: {e}"
+        );
+    }
+}
