@@ -455,9 +455,10 @@ pub async fn serve_tls(
         .http2()
         .timer(hyper_util::rt::TokioTimer::new())
         .max_concurrent_streams(100)
-        .max_header_list_size(64 * 1024)
-        .keep_alive_interval(Some(Duration::from_secs(30)))
-        .keep_alive_timeout(Duration::from_secs(10));
+        .max_header_list_size(64 * 1024);
+    // No HTTP/2 keep-alive pings: the client's answer to a ping is traffic,
+    // so an idle connection would never reach the idle timeout below, which
+    // already closes a connection whose peer has gone.
     let builder = Arc::new(builder);
     tokio::pin!(shutdown);
     loop {

@@ -3,7 +3,7 @@
 //! and bad input, on SQLite and (where configured) PostgreSQL.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use kontor_relay::client::{Answer, DeviceClient};
@@ -39,6 +39,19 @@ async fn start<S: RelayStore>(org: &Org<S>) -> Running {
 
 /// Serves `app` (one relay node) with the organisation's TLS material.
 async fn start_node<S: RelayStore>(org: &Org<S>, app: axum::Router) -> Running {
+    let limits = ListenerLimits {
+        connections_max: 1000,
+        ..ListenerLimits::default()
+    };
+    start_node_with(org, app, limits).await
+}
+
+/// Serves `app` with the organisation's TLS material within `limits`.
+async fn start_node_with<S: RelayStore>(
+    org: &Org<S>,
+    app: axum::Router,
+    limits: ListenerLimits,
+) -> Running {
     let crls = org
         .service
         .crls(time::OffsetDateTime::now_utc())
@@ -64,10 +77,6 @@ async fn start_node<S: RelayStore>(org: &Org<S>, app: axum::Router) -> Running {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let limits = ListenerLimits {
-        connections_max: 1000,
-        ..ListenerLimits::default()
-    };
     tokio::spawn(serve_tls(listener, config, app, limits, async move {
         let _ = stopped.await;
     }));
@@ -495,6 +504,55 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing<M: MakeStore>(m: &M) {
                 .starts_with("max-age=63072000")
         );
     }
+}
+
+/// An HTTP/2 connection that stays idle is closed after the idle timeout.
+/// The timeout is longer than the 30 s keep-alive interval the listener
+/// used to ping at: the client's answers to those pings kept an idle
+/// connection open for ever.
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
+    let org = Org::new(&crate::service::Sqlite, RelayConfig::default()).await;
+    let ben = org.enroll("ben@example.org").await;
+    let idle = Duration::from_secs(32);
+    let limits = ListenerLimits {
+        connections_max: 1000,
+        idle_timeout: idle,
+        ..ListenerLimits::default()
+    };
+    let running = start_node_with(&org, router(org.relay.clone()), limits).await;
+    let tls = client(running.addr, &org.root_der, &ben)
+        .connect()
+        .await
+        .unwrap();
+    // hyper's client sends no pings of its own.
+    let (mut h2, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    let connection = tokio::spawn(connection);
+    let request = hyper::Request::get("https://localhost/v1/me")
+        .body(http_body_util::Empty::<axum::body::Bytes>::new())
+        .unwrap();
+    let answer = h2.send_request(request).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    drop(answer);
+
+    let started = Instant::now();
+    // The watchdog looks every quarter of the idle timeout.
+    let ended = tokio::time::timeout(idle + idle / 4 + Duration::from_secs(5), connection).await;
+    assert!(
+        ended.is_ok(),
+        "an idle HTTP/2 connection was still open {:?} after its last request (idle timeout {idle:?})",
+        started.elapsed()
+    );
+    assert!(
+        started.elapsed() >= idle - Duration::from_secs(1),
+        "closed after {:?}, before the idle timeout {idle:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
