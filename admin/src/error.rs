@@ -40,6 +40,10 @@ pub enum Error {
     /// The database failed.
     #[error("storage failed: {0}")]
     Store(String),
+    /// The database cannot take the write right now (its disk is full):
+    /// nothing was done, the client should retry later.
+    #[error("the store is unavailable, retry later")]
+    Unavailable(String),
     /// The relay refused or failed.
     #[error(transparent)]
     Relay(#[from] kontor_relay::Error),
@@ -56,6 +60,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
+        // A full disk is the operator's to fix and the client's to retry,
+        // not an internal fault (SQLite rolled the statement back).
+        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+            return Error::Unavailable(e.to_string());
+        }
         Error::Store(e.to_string())
     }
 }
@@ -79,6 +88,7 @@ impl Error {
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
             Error::Store(_) | Error::Audit(_) => "internal",
+            Error::Unavailable(_) => "unavailable",
             Error::Relay(_) => "relay",
             Error::Provisioning(_) => "provisioning",
         }
@@ -95,6 +105,7 @@ impl Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::Store(_) | Error::Audit(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Relay(e) => e.status(),
             Error::Provisioning(e) if e.code() == "not_found" => StatusCode::NOT_FOUND,
             Error::Provisioning(e) if e.is_client_error() => StatusCode::BAD_REQUEST,
@@ -103,18 +114,48 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The message a client may see. A refusal names its problem; a
+    /// failure of ours (5xx) says only what the caller should know (retry,
+    /// nothing was done), since its detail (SQL, paths, the peer's error)
+    /// is for the log, not for the client.
+    pub fn public_message(&self) -> String {
+        if !self.status().is_server_error() {
+            return self.to_string();
+        }
+        match self {
+            // Their text carries no detail (that stays in the variant).
+            Error::Relay(
+                e @ (kontor_relay::Error::Unavailable(_) | kontor_relay::Error::StorageFull(_)),
+            ) => e.to_string(),
+            Error::Provisioning(e @ kontor_provisioning::Error::Unavailable(_)) => e.to_string(),
+            // Its text carries no detail either.
+            Error::Unavailable(_) => self.to_string(),
+            Error::Audit(_) => "audit trail not written, action not taken".to_owned(),
+            _ => "internal error".to_owned(),
+        }
+    }
+}
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
         if status.is_server_error() {
-            tracing::error!(error = %self, "admin request failed");
+            // Debug: the variants' detail, which their Display leaves out.
+            tracing::error!(error = ?self, "admin request failed");
         }
         let mut response = (
             status,
-            Json(serde_json::json!({ "error": self.code(), "message": self.to_string() })),
+            Json(serde_json::json!({ "error": self.code(), "message": self.public_message() })),
         )
             .into_response();
-        if let Error::RateLimited { retry_after_s } = self
+        let retry_after_s = match self {
+            Error::RateLimited { retry_after_s } => Some(retry_after_s),
+            // A full disk is not freed in a second.
+            Error::Unavailable(_) => Some(30),
+            _ => None,
+        };
+        if let Some(retry_after_s) = retry_after_s
             && let Ok(v) = axum::http::HeaderValue::from_str(&retry_after_s.to_string())
         {
             response
@@ -122,5 +163,85 @@ impl IntoResponse for Error {
                 .insert(axum::http::header::RETRY_AFTER, v);
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The JSON body of `e` as the API answers it.
+    async fn answered(e: Error) -> (StatusCode, serde_json::Value) {
+        let response = e.into_response();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_failure_of_ours_names_no_internal_detail_to_the_client() {
+        let secret_detail = "no such table: users (/var/lib/kontor/admin.sqlite)";
+        for (e, expected) in [
+            (Error::Store(secret_detail.into()), "internal error"),
+            (
+                Error::Audit(secret_detail.into()),
+                "audit trail not written, action not taken",
+            ),
+            (
+                Error::Relay(kontor_relay::Error::Unavailable(secret_detail.into())),
+                "the store is unavailable, retry later",
+            ),
+            (
+                Error::Relay(kontor_relay::Error::Store(secret_detail.into())),
+                "internal error",
+            ),
+            (
+                Error::Provisioning(kontor_provisioning::Error::Unavailable(
+                    secret_detail.into(),
+                )),
+                "the store is unavailable, retry later",
+            ),
+            (
+                Error::Unavailable(secret_detail.into()),
+                "the store is unavailable, retry later",
+            ),
+        ] {
+            let code = e.code();
+            let (status, body) = answered(e).await;
+            assert!(status.is_server_error(), "{status}");
+            assert_eq!(body["error"], code);
+            assert_eq!(body["message"], expected);
+            assert!(!body.to_string().contains("no such table"), "{body}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refusal_names_its_problem() {
+        let (status, body) = answered(Error::Invalid("department \"x\" is unknown".into())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            body["message"],
+            "invalid request: department \"x\" is unknown"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_is_a_503_to_retry_not_an_internal_fault() {
+        let full = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            Some("database or disk is full".into()),
+        );
+        let e = Error::from(full);
+        assert!(matches!(e, Error::Unavailable(_)), "{e:?}");
+        let response = e.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()["retry-after"], "30");
+        let other = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+            None,
+        );
+        assert!(matches!(Error::from(other), Error::Store(_)));
     }
 }

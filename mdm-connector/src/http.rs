@@ -35,12 +35,19 @@ impl IntoResponse for Error {
             Error::Store(_) | Error::Payload(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             Error::Mdm(_) => (StatusCode::BAD_GATEWAY, "mdm"),
         };
+        // A failure of ours names no detail to the client; the log has it.
+        let message = match &self {
+            Error::Admin(e) => e.public_message(),
+            _ if !status.is_server_error() => self.to_string(),
+            Error::Mdm(_) => "mdm command not queued".to_owned(),
+            _ => "internal error".to_owned(),
+        };
         if status.is_server_error() {
             tracing::error!(error = %self, "emm request failed");
         }
         (
             status,
-            axum::Json(serde_json::json!({ "error": code, "message": self.to_string() })),
+            axum::Json(serde_json::json!({ "error": code, "message": message })),
         )
             .into_response()
     }
@@ -520,5 +527,34 @@ where
             Ok(()) => StatusCode::NO_CONTENT.into_response(),
             Err(e) => scim_error(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failure_of_ours_names_no_internal_detail_to_the_emm() {
+        let detail = "disk I/O error at /var/lib/kontor/connector.sqlite";
+        for (e, expected) in [
+            (Error::Payload(detail.into()), "internal error"),
+            (Error::Mdm(detail.into()), "mdm command not queued"),
+            (
+                Error::Admin(kontor_admin::Error::Store(detail.into())),
+                "internal error",
+            ),
+        ] {
+            let response = e.into_response();
+            assert!(response.status().is_server_error());
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(body["message"], expected);
+            assert!(!body.to_string().contains("disk I/O"), "{body}");
+        }
+        let refused = Error::Invalid("platform \"x\" is unknown".into()).into_response();
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
     }
 }

@@ -53,18 +53,24 @@ fn admin_error(e: kontor_admin::Error) -> ScimError {
         400 => Some(scim::ScimType::InvalidValue),
         _ => None,
     };
+    if e.status().is_server_error() {
+        tracing::error!(error = %e, "scim request failed");
+    }
     ScimError {
         status,
         scim_type,
-        detail: e.to_string(),
+        detail: e.public_message(),
     }
 }
 
+/// A failure of the SCIM attribute store: the detail goes to the log, never
+/// to the client.
 fn store_error(e: impl std::fmt::Display) -> ScimError {
+    tracing::error!(error = %e, "scim storage failed");
     ScimError {
         status: 500,
         scim_type: None,
-        detail: format!("storage failed: {e}"),
+        detail: "internal error".to_owned(),
     }
 }
 
