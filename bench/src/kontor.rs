@@ -109,6 +109,8 @@ struct Node {
 /// A running Kontor deployment with enrolled devices.
 pub struct KontorPeer {
     name: String,
+    /// PostgreSQL URL and the deployment's name, whose schemas `stop` drops.
+    postgres: Option<(String, String)>,
     nodes: Vec<Node>,
     devices: Vec<Arc<Device>>,
     payload: usize,
@@ -162,8 +164,13 @@ impl KontorPeer {
             .context("reading the server's root.pem")?
             .to_vec();
         let devices = enroll_all(enroll_port, &root, &admin_key, opts.users).await?;
+        let postgres = match &opts.store {
+            Store::Postgres { url, .. } => Some((url.clone(), deployment)),
+            Store::Sqlite => None,
+        };
         Ok(Self {
             name,
+            postgres,
             nodes,
             devices,
             payload: opts.payload,
@@ -171,13 +178,20 @@ impl KontorPeer {
         })
     }
 
-    /// Stops every node (SIGTERM, then SIGKILL after 10 s).
+    /// Stops every node (SIGTERM, then SIGKILL after 10 s), then drops the
+    /// deployment's PostgreSQL schemas (a run's data is of no further use,
+    /// and every run makes a new deployment).
     pub async fn stop(mut self) -> anyhow::Result<()> {
         for node in &mut self.nodes {
             stop_child(&mut node.child).await;
             if let Some(cg) = &node.cgroup {
                 let _ = std::fs::remove_dir(cg);
             }
+        }
+        if let Some((url, deployment)) = &self.postgres {
+            drop_schemas(url, deployment)
+                .await
+                .with_context(|| format!("dropping the schemas of deployment {deployment}"))?;
         }
         Ok(())
     }
@@ -239,6 +253,22 @@ impl KontorPeer {
         self.templates.lock().await.insert(key, t.clone());
         Ok(t)
     }
+}
+
+/// Drops the schemas `kontor serve --deployment NAME` makes
+/// (`NAME_provisioning`, `NAME_relay`).
+async fn drop_schemas(url: &str, deployment: &str) -> anyhow::Result<()> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    let connection = tokio::spawn(connection);
+    // `deployment` is bench_ and hex digits: a plain identifier.
+    client
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {deployment}_provisioning, {deployment}_relay CASCADE"
+        ))
+        .await?;
+    drop(client);
+    let _ = connection.await;
+    Ok(())
 }
 
 async fn start_node(
