@@ -43,7 +43,8 @@ impl IntoResponse for Error {
             _ => "internal error".to_owned(),
         };
         if status.is_server_error() {
-            tracing::error!(error = %self, "emm request failed");
+            // Debug: the detail some Display forms leave out (admin's Unavailable).
+            tracing::error!(error = ?self, "emm request failed");
         }
         (
             status,

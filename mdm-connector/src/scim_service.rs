@@ -54,7 +54,7 @@ fn admin_error(e: kontor_admin::Error) -> ScimError {
         _ => None,
     };
     if e.status().is_server_error() {
-        tracing::error!(error = %e, "scim request failed");
+        tracing::error!(error = ?e, "scim request failed");
     }
     ScimError {
         status,
