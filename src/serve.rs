@@ -13,7 +13,7 @@ use anyhow::Context;
 use clap::Args;
 use kontor_provisioning::http::AppState;
 use kontor_provisioning::pki::{Pki, PkiConfig};
-use kontor_provisioning::service::{Service, ServiceConfig};
+use kontor_provisioning::service::{ProvisioningEvent, Service, ServiceConfig};
 use kontor_provisioning::{Kek, store as pstore};
 use kontor_relay::bus::{Bus, LocalBus, NatsBus};
 use kontor_relay::service::{Relay, RelayConfig};
@@ -395,6 +395,62 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
 }
 
+/// How often a node re-reads the revocations even when no announcement
+/// came (the bus is at-most-once, and NATS may have been away).
+const REVOCATION_RELOAD: Duration = Duration::from_secs(30);
+
+/// Keeps every node's deny list in step: announces each revocation this
+/// node makes on the bus, and re-reads the revocations when any node
+/// announces one (and every [`REVOCATION_RELOAD`]). Returns provisioning's
+/// events, passed on unchanged for the administration to record.
+fn follow_revocations<P, B>(
+    service: Arc<Service<P>>,
+    bus: B,
+    mut events: tokio::sync::mpsc::UnboundedReceiver<ProvisioningEvent>,
+) -> tokio::sync::mpsc::UnboundedReceiver<ProvisioningEvent>
+where
+    P: pstore::Store,
+    B: Bus,
+{
+    let (forward, passed_on) = tokio::sync::mpsc::unbounded_channel();
+    let announcer = bus.clone();
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if let ProvisioningEvent::Revoked { serial, .. } = &event
+                && let Err(e) = announcer.announce_revocation().await
+            {
+                // The other nodes still learn of it at their next re-read.
+                tracing::warn!(%serial, error = %e, "revocation not announced to the other nodes");
+            }
+            if forward.send(event).is_err() {
+                break;
+            }
+        }
+    });
+    let mut announced = bus.revocations();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(REVOCATION_RELOAD);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        every.tick().await;
+        loop {
+            tokio::select! {
+                changed = announced.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                }
+                _ = every.tick() => {}
+            }
+            match service.reload_revocations().await {
+                Ok(0) => {}
+                Ok(new) => tracing::info!(new, "revocations made on other nodes now refused here"),
+                Err(e) => tracing::warn!(error = %e, "cannot re-read the revocations"),
+            }
+        }
+    });
+    passed_on
+}
+
 type MdmSide = Option<Arc<dyn kontor_mdm_connector::service::MdmSide>>;
 
 /// The MDM side of the connector: NanoMDM and/or the Android Management
@@ -564,8 +620,10 @@ where
     }
     let (wiped_tx, mut wiped_rx) = tokio::sync::mpsc::unbounded_channel();
     let relay = Arc::new(relay.with_wipe_listener(wiped_tx));
-    let (provisioning_tx, provisioning_events) = tokio::sync::mpsc::unbounded_channel();
+    let (provisioning_tx, provisioning_rx) = tokio::sync::mpsc::unbounded_channel();
     let service = Arc::new(service.with_events(provisioning_tx));
+    let provisioning_events =
+        follow_revocations(service.clone(), relay.bus().clone(), provisioning_rx);
     let enroll_url = format!(
         "https://{}:{}",
         args.server_names[0],

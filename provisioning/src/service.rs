@@ -58,9 +58,9 @@ impl DenyList {
         }
     }
 
-    fn replace(&self, serials: HashSet<CertSerial>) {
+    fn extend(&self, serials: impl IntoIterator<Item = CertSerial>) {
         if let Ok(mut set) = self.0.write() {
-            *set = serials;
+            set.extend(serials);
         }
     }
 
@@ -277,18 +277,25 @@ impl<S: Store> Service<S> {
     }
 
     /// Re-reads revocations from the store (another node may have revoked)
-    /// and drops cached CRLs.
-    pub async fn reload_revocations(&self) -> Result<()> {
-        let serials = self
+    /// and drops cached CRLs when it found new ones. Adds to the deny list,
+    /// never takes from it: a revocation this node records while the read
+    /// is under way is in the list already and stays there. Returns how
+    /// many serials were new.
+    pub async fn reload_revocations(&self) -> Result<usize> {
+        let serials: Vec<CertSerial> = self
             .store
             .revocations()
             .await?
             .into_iter()
             .map(|r| r.serial)
+            .filter(|s| !self.deny.contains(s))
             .collect();
-        self.deny.replace(serials);
-        self.crls_lock()?.clear();
-        Ok(())
+        let new = serials.len();
+        if new > 0 {
+            self.deny.extend(serials);
+            self.crls_lock()?.clear();
+        }
+        Ok(new)
     }
 
     fn pki_read(&self) -> Result<std::sync::RwLockReadGuard<'_, Pki>> {

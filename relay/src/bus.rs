@@ -10,6 +10,12 @@
 //! [`LocalBus`] serves one node; [`NatsBus`] carries hints between nodes
 //! over core NATS (at-most-once, which is all a hint needs), with one
 //! wildcard subscription per node fanned out locally.
+//!
+//! The bus also tells every node that a certificate was revoked
+//! ([`Bus::announce_revocation`]): each node keeps its deny list in memory,
+//! so without the announcement a revocation made through one node would
+//! not be refused by the others until they restart. The announcement is a
+//! hint as well; the nodes also re-read the revocations on a timer.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -17,7 +23,7 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::StreamExt;
 use kontor_provisioning::DeviceId;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::error::{Error, Result};
 
@@ -48,6 +54,12 @@ pub trait Bus: Clone + Send + Sync + 'static {
     /// Whether `device` holds a live subscription on this node (then it
     /// needs no push hint).
     fn subscribed_here(&self, device: DeviceId) -> bool;
+    /// Tells every node (this one included) that a certificate was revoked,
+    /// so each re-reads the revocations. Never waits for the nodes.
+    fn announce_revocation(&self) -> impl Future<Output = Result<()>> + Send;
+    /// Revocations announced by any node: the value changes with each
+    /// announcement (several may fold into one change).
+    fn revocations(&self) -> watch::Receiver<u64>;
 }
 
 /// How many hints may wait for one slow subscriber before it misses some.
@@ -119,12 +131,26 @@ impl Subscription {
 }
 
 /// The in-process bus of a single node.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct LocalBus {
     channels: Arc<Mutex<HashMap<DeviceId, broadcast::Sender<HintKind>>>>,
+    revoked: Arc<watch::Sender<u64>>,
+}
+
+impl Default for LocalBus {
+    fn default() -> Self {
+        Self {
+            channels: Arc::default(),
+            revoked: Arc::new(watch::Sender::new(0)),
+        }
+    }
 }
 
 impl LocalBus {
+    fn count_revocation(&self) {
+        self.revoked.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     fn deliver(&self, hint: Hint) -> Result<()> {
         let mut channels = self
             .channels
@@ -186,7 +212,19 @@ impl Bus for LocalBus {
     fn subscribed_here(&self, device: DeviceId) -> bool {
         self.has_subscriber(device)
     }
+
+    async fn announce_revocation(&self) -> Result<()> {
+        self.count_revocation();
+        Ok(())
+    }
+
+    fn revocations(&self) -> watch::Receiver<u64> {
+        self.revoked.subscribe()
+    }
 }
+
+/// The payload of a revocation announcement (the subject says it all).
+const REVOKED_PAYLOAD: &[u8] = b"r";
 
 /// The longest a hint may wait to be handed to the NATS client.
 const PUBLISH_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(250);
@@ -197,6 +235,7 @@ const PUBLISH_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(25
 pub struct NatsBus {
     client: async_nats::Client,
     prefix: String,
+    revoked_subject: String,
     local: LocalBus,
 }
 
@@ -225,11 +264,24 @@ impl NatsBus {
             .await
             .map_err(|e| Error::Bus(format!("cannot connect to NATS: {e}")))?;
         let prefix = format!("kontor.{namespace}.device");
+        let revoked_subject = format!("kontor.{namespace}.revoked");
         let mut subscriber = client
             .subscribe(format!("{prefix}.*"))
             .await
             .map_err(|e| Error::Bus(format!("cannot subscribe: {e}")))?;
+        let mut revocations = client
+            .subscribe(revoked_subject.clone())
+            .await
+            .map_err(|e| Error::Bus(format!("cannot subscribe: {e}")))?;
         let local = LocalBus::default();
+        let counter = local.clone();
+        // NATS echoes a node's own announcement back to it: one more
+        // re-read of the revocations on the announcing node, which is fine.
+        tokio::spawn(async move {
+            while revocations.next().await.is_some() {
+                counter.count_revocation();
+            }
+        });
         let fan_out = local.clone();
         let strip = format!("{prefix}.");
         tokio::spawn(async move {
@@ -251,6 +303,7 @@ impl NatsBus {
         Ok(Self {
             client,
             prefix,
+            revoked_subject,
             local,
         })
     }
@@ -281,5 +334,20 @@ impl Bus for NatsBus {
 
     fn subscribed_here(&self, device: DeviceId) -> bool {
         self.local.has_subscriber(device)
+    }
+
+    async fn announce_revocation(&self) -> Result<()> {
+        tokio::time::timeout(
+            PUBLISH_TIMEOUT,
+            self.client
+                .publish(self.revoked_subject.clone(), REVOKED_PAYLOAD.into()),
+        )
+        .await
+        .map_err(|_| Error::Bus("publish timed out: NATS unreachable".into()))?
+        .map_err(|e| Error::Bus(format!("cannot publish: {e}")))
+    }
+
+    fn revocations(&self) -> watch::Receiver<u64> {
+        self.local.revocations()
     }
 }

@@ -10,6 +10,7 @@ mod faults;
 mod flood;
 mod portal;
 mod relay_crash;
+mod scale_out;
 mod serve;
 
 use std::path::PathBuf;

@@ -18,6 +18,10 @@ pub struct Enrolled {
     pub device_id: [u8; 16],
     pub key: IdentitySecret,
     pub client: DeviceClient,
+    /// The device's certificate chain (PEM) and TLS key (PKCS#8 DER), for
+    /// a second client, to another node say.
+    pub chain: String,
+    pub tls_key: Vec<u8>,
 }
 
 pub async fn enroll(server: &Server, root: &[u8], user: &str) -> Enrolled {
@@ -84,6 +88,8 @@ pub async fn enroll_from(
         device_id,
         key,
         client,
+        chain: answer["chain"].as_str().unwrap().to_owned(),
+        tls_key: tls_key.serialize_der(),
     }
 }
 

@@ -23,8 +23,20 @@ fn der(pem: &str) -> Vec<u8> {
     block.contents
 }
 
-async fn flows<S: Store>(store: S) {
-    let fx = Fixture::new(store).await;
+async fn flows<S: Store + Clone>(store: S) {
+    let fx = Fixture::new(store.clone()).await;
+    // A second node on the same store and CA, started now: it knows only
+    // of revocations made before its start until it re-reads them.
+    let other_node = kontor_provisioning::service::Service::new(
+        new_pki(&fx.dir.path().join("pki")),
+        store,
+        kontor_provisioning::service::ServiceConfig {
+            relay_url: RELAY_URL.to_owned(),
+            policy: serde_json::json!({}),
+        },
+    )
+    .await
+    .unwrap();
     let service = &fx.service;
     let store = service.store();
 
@@ -209,8 +221,21 @@ async fn flows<S: Store>(store: S) {
         service.revoke_user("nobody", "x", now()).await,
         Err(Error::NotFound(_))
     ));
-    service.reload_revocations().await.unwrap();
+    assert_eq!(
+        service.reload_revocations().await.unwrap(),
+        0,
+        "nothing new"
+    );
     assert_eq!(deny.len(), 5);
+
+    // The other node refuses none of them until it re-reads, then all.
+    let other_deny = other_node.deny_list();
+    assert!(other_deny.is_empty());
+    assert_eq!(other_node.reload_revocations().await.unwrap(), 5);
+    for serial in revoked.iter().chain(&carol) {
+        assert!(other_deny.contains(serial), "{serial} not denied");
+    }
+    assert_eq!(other_node.reload_revocations().await.unwrap(), 0);
 
     // Blocked user: no renewal, no enrollment.
     let token = fx

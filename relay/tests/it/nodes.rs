@@ -59,6 +59,43 @@ async fn a_hint_published_on_one_node_reaches_a_subscriber_on_another() {
 }
 
 #[tokio::test]
+async fn a_revocation_announced_on_one_node_is_heard_by_every_node_of_its_namespace() {
+    let Some(url) = nats_url() else { return };
+    let ns = namespace();
+    let node_a = NatsBus::connect(&url, &ns).await.unwrap();
+    let node_b = NatsBus::connect(&url, &ns).await.unwrap();
+    let other_ns = NatsBus::connect(&url, &namespace()).await.unwrap();
+    let mut on_b = node_b.revocations();
+    let elsewhere = other_ns.revocations();
+    // As with hints: the subscription is set up asynchronously, so
+    // announce until one arrives (bounded).
+    let mut heard = false;
+    for _ in 0..20 {
+        node_a.announce_revocation().await.unwrap();
+        if let Ok(changed) = tokio::time::timeout(Duration::from_millis(250), on_b.changed()).await
+        {
+            changed.unwrap();
+            heard = true;
+            break;
+        }
+    }
+    assert!(heard, "node B heard node A's revocation");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !elsewhere.has_changed().unwrap(),
+        "another namespace heard it"
+    );
+
+    // A single node's bus tells its own node.
+    let local = kontor_relay::bus::LocalBus::default();
+    let mut mine = local.revocations();
+    local.announce_revocation().await.unwrap();
+    assert!(mine.has_changed().unwrap());
+    mine.mark_unchanged();
+    assert!(!mine.has_changed().unwrap());
+}
+
+#[tokio::test]
 async fn two_nodes_on_one_database_deliver_a_message_posted_on_the_other() {
     let (Some(pg), Some(nats)) = (postgres_url(), nats_url()) else {
         return;
