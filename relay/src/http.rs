@@ -898,6 +898,13 @@ where
         let mut poll = tokio::time::interval(POLL_INTERVAL);
         let mut look_messages = true;
         let mut look_commands = true;
+        // Everything in the queue numbered up to `sent_up_to` was sent on
+        // this connection (or acknowledged), and a device's queue entries
+        // become visible in sequence order: a hint needs only a look above
+        // it. The periodic look reads the whole queue, leaving out what
+        // was sent, in case an entry ever became visible out of order.
+        let mut sent_up_to = 0u64;
+        let mut whole_queue = true;
         // A phone that changed networks leaves a connection nobody closes;
         // it would hold one of the device's places until TCP gives up.
         // Every re-read also pings, and a connection that sent nothing
@@ -907,11 +914,16 @@ where
         loop {
             if look_messages {
                 relay.still_allowed(&device).await?;
-                let skip: Vec<u64> = sent.iter().copied().collect();
-                let batch = relay
-                    .fetch(&device, &skip, relay.config().fetch_max)
-                    .await?;
+                let limit = relay.config().fetch_max;
+                let batch = if whole_queue {
+                    let skip: Vec<u64> = sent.iter().copied().collect();
+                    relay.fetch(&device, &skip, limit).await?
+                } else {
+                    relay.fetch_after(&device, sent_up_to, limit).await?
+                };
+                whole_queue = false;
                 for m in batch {
+                    sent_up_to = sent_up_to.max(m.seq);
                     let frame = wire::encode_frame(
                         m.seq,
                         u64::try_from(m.received_at_ms).unwrap_or(0),
@@ -953,6 +965,7 @@ where
                 }
                 _ = poll.tick() => {
                     look_messages = true;
+                    whole_queue = true;
                     look_commands = true;
                     rounds += 1;
                     // The first tick comes at once: no ping then.

@@ -689,6 +689,20 @@ where
             .await
     }
 
+    /// As [`Relay::fetch`], only messages numbered above `after`: for a
+    /// live connection that has sent everything up to `after`.
+    pub async fn fetch_after(
+        &self,
+        device: &DeviceContext,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<QueuedMessage>> {
+        let limit = limit.clamp(1, self.config.fetch_max);
+        self.store
+            .pending_after(device.device_id, now_ms(), after, limit)
+            .await
+    }
+
     /// Acknowledges messages the device has stored.
     pub async fn ack(&self, device: &DeviceContext, seqs: &[u64]) -> Result<usize> {
         if seqs.len() > self.config.fetch_max {

@@ -86,6 +86,20 @@ pub trait MessageStore: Send + Sync {
         skip: &[u64],
         limit: usize,
     ) -> impl Future<Output = Result<Vec<QueuedMessage>>> + Send;
+    /// As [`RelayStore::pending`], only the entries with a sequence number
+    /// above `after`: what a live connection that has sent everything up
+    /// to `after` still lacks, read without going over what it sent.
+    /// Within one device's queue, entries become visible in sequence order
+    /// (SQLite has one writer; PostgreSQL stores under the device's
+    /// advisory lock and draws the number after taking it), so no entry
+    /// numbered `after` or below appears later.
+    fn pending_after(
+        &self,
+        device: DeviceId,
+        now_ms: i64,
+        after: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<QueuedMessage>>> + Send;
     /// Acknowledges (deletes) queue entries of `device`; returns how many
     /// existed. A body goes when its last queue entry does.
     fn ack(&self, device: DeviceId, seqs: &[u64]) -> impl Future<Output = Result<usize>> + Send;

@@ -124,6 +124,20 @@ fn id_of(bytes: &[u8]) -> Result<Id16> {
         .map_err(|_| Error::Store("stored id is not 16 bytes".into()))
 }
 
+/// Queue entries with their bodies, as `pending` and `pending_after` select them.
+fn queued_messages(rows: Vec<tokio_postgres::Row>) -> Result<Vec<QueuedMessage>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        out.push(QueuedMessage {
+            seq: seq(row.try_get(0).map_err(db)?),
+            received_at_ms: row.try_get(1).map_err(db)?,
+            delivery: row.try_get(2).map_err(db)?,
+            body: row.try_get(3).map_err(db)?,
+        });
+    }
+    Ok(out)
+}
+
 fn seq(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
@@ -312,16 +326,34 @@ impl MessageStore for PostgresStore {
             )
             .await
             .map_err(db)?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            out.push(QueuedMessage {
-                seq: seq(row.try_get(0).map_err(db)?),
-                received_at_ms: row.try_get(1).map_err(db)?,
-                delivery: row.try_get(2).map_err(db)?,
-                body: row.try_get(3).map_err(db)?,
-            });
-        }
-        Ok(out)
+        queued_messages(rows)
+    }
+
+    async fn pending_after(
+        &self,
+        device: DeviceId,
+        now_ms: i64,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<QueuedMessage>> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let (client, statement) = self
+            .prepared(
+                "SELECT q.seq, q.received_at_ms, q.delivery, b.body FROM relay_queue q \
+                 JOIN relay_bodies b ON b.id = q.body_id \
+                 WHERE q.device = $1 AND q.seq > $4 AND q.expires_at_ms > $2 \
+                 ORDER BY q.seq LIMIT $3",
+            )
+            .await?;
+        let rows = client
+            .query(
+                &statement,
+                &[&device.as_bytes().to_vec(), &now_ms, &limit, &after],
+            )
+            .await
+            .map_err(db)?;
+        queued_messages(rows)
     }
 
     async fn ack(&self, device: DeviceId, seqs: &[u64]) -> Result<usize> {

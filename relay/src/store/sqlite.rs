@@ -498,14 +498,36 @@ impl MessageStore for SqliteStore {
             let rows = stmt
                 .query_map(
                     params![device.as_bytes().to_vec(), now_ms, limit, skip],
-                    |row| {
-                        Ok(QueuedMessage {
-                            seq: seq(row.get(0)?),
-                            received_at_ms: row.get(1)?,
-                            delivery: row.get(2)?,
-                            body: row.get(3)?,
-                        })
-                    },
+                    queued_message,
+                )
+                .map_err(db)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(db)
+        })
+        .await
+    }
+
+    async fn pending_after(
+        &self,
+        device: DeviceId,
+        now_ms: i64,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<QueuedMessage>> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT q.seq, q.received_at_ms, q.delivery, b.body FROM relay_queue q \
+                     JOIN relay_bodies b ON b.id = q.body_id \
+                     WHERE q.device = ?1 AND q.seq > ?4 AND q.expires_at_ms > ?2 \
+                     ORDER BY q.seq LIMIT ?3",
+                )
+                .map_err(db)?;
+            let rows = stmt
+                .query_map(
+                    params![device.as_bytes().to_vec(), now_ms, limit, after],
+                    queued_message,
                 )
                 .map_err(db)?;
             rows.collect::<rusqlite::Result<_>>().map_err(db)
@@ -980,6 +1002,16 @@ impl DeviceStateStore for SqliteStore {
         })
         .await
     }
+}
+
+/// A queue entry with its body, as `pending` and `pending_after` select it.
+fn queued_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<QueuedMessage> {
+    Ok(QueuedMessage {
+        seq: seq(row.get(0)?),
+        received_at_ms: row.get(1)?,
+        delivery: row.get(2)?,
+        body: row.get(3)?,
+    })
 }
 
 /// Rows changed by one statement, as the erasure counts them.

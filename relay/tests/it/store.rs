@@ -390,6 +390,43 @@ async fn pending_skips_limits_and_hides_expired_entries(b: &impl Backend) {
     );
     assert!(s.pending(bob, NOW + DAY, &[], 10).await.unwrap().is_empty());
     assert!(s.pending(alice, NOW, &[], 10).await.unwrap().is_empty());
+
+    // Above a sequence number: what a live connection that sent up to it
+    // lacks, limited and without expired entries the same way.
+    assert_eq!(
+        seqs_of(s.pending_after(bob, NOW, 0, 10).await.unwrap()),
+        seqs
+    );
+    assert_eq!(
+        seqs_of(s.pending_after(bob, NOW, seqs[1], 10).await.unwrap()),
+        seqs[2..]
+    );
+    assert_eq!(
+        seqs_of(s.pending_after(bob, NOW, seqs[0], 2).await.unwrap()),
+        seqs[1..3]
+    );
+    assert_eq!(
+        seqs_of(s.pending_after(bob, NOW + 10, seqs[1], 10).await.unwrap()),
+        [seqs[3], seqs[4]]
+    );
+    assert!(
+        s.pending_after(bob, NOW, seqs[4], 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(s.pending_after(alice, NOW, 0, 10).await.unwrap().is_empty());
+    // Entries stored later are numbered above every earlier one.
+    let sixth = new_seqs(
+        s.store_message(&message(alice, 6, &[6], &[bob]), ROOMY)
+            .await
+            .unwrap(),
+    )[0]
+    .1;
+    assert_eq!(
+        seqs_of(s.pending_after(bob, NOW, seqs[4], 10).await.unwrap()),
+        [sixth]
+    );
 }
 
 async fn a_retry_is_a_duplicate_and_another_body_under_the_same_id_a_replay(b: &impl Backend) {
