@@ -309,23 +309,30 @@ impl NatsBus {
     }
 }
 
+impl NatsBus {
+    /// Publishes, waiting at most [`PUBLISH_TIMEOUT`]. While NATS is
+    /// unreachable the client buffers publishes until its queue is full and
+    /// then waits: a hint must never hold up the answer to a message that
+    /// is already stored, so wait briefly only.
+    async fn publish_briefly(&self, subject: String, payload: &'static [u8]) -> Result<()> {
+        tokio::time::timeout(
+            PUBLISH_TIMEOUT,
+            self.client.publish(subject, payload.into()),
+        )
+        .await
+        .map_err(|_| Error::Bus("publish timed out: NATS unreachable".into()))?
+        .map_err(|e| Error::Bus(format!("cannot publish: {e}")))
+    }
+}
+
 impl Bus for NatsBus {
     async fn publish(&self, hint: Hint) -> Result<()> {
         let payload: &'static [u8] = match hint.kind {
             HintKind::Message => b"m",
             HintKind::Command => b"c",
         };
-        // While NATS is unreachable the client buffers publishes until its
-        // queue is full and then waits: a hint must never hold up the
-        // answer to a message that is already stored, so wait briefly only.
-        tokio::time::timeout(
-            PUBLISH_TIMEOUT,
-            self.client
-                .publish(format!("{}.{}", self.prefix, hint.device), payload.into()),
-        )
-        .await
-        .map_err(|_| Error::Bus("publish timed out: NATS unreachable".into()))?
-        .map_err(|e| Error::Bus(format!("cannot publish: {e}")))
+        self.publish_briefly(format!("{}.{}", self.prefix, hint.device), payload)
+            .await
     }
 
     async fn subscribe(&self, device: DeviceId) -> Result<Subscription> {
@@ -337,14 +344,8 @@ impl Bus for NatsBus {
     }
 
     async fn announce_revocation(&self) -> Result<()> {
-        tokio::time::timeout(
-            PUBLISH_TIMEOUT,
-            self.client
-                .publish(self.revoked_subject.clone(), REVOKED_PAYLOAD.into()),
-        )
-        .await
-        .map_err(|_| Error::Bus("publish timed out: NATS unreachable".into()))?
-        .map_err(|e| Error::Bus(format!("cannot publish: {e}")))
+        self.publish_briefly(self.revoked_subject.clone(), REVOKED_PAYLOAD)
+            .await
     }
 
     fn revocations(&self) -> watch::Receiver<u64> {

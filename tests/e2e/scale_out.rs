@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use kontor_relay::client::DeviceClient;
 
-use crate::relay_crash::{Enrolled, enroll};
+use crate::relay_crash::{Enrolled, enroll, scale_out_args};
 use crate::serve::{Server, free_port, root_der, start_on};
 
 /// `GET /v1/me` of `device` through `node`: the HTTP status, or `None`
@@ -29,25 +29,9 @@ async fn me_on(node: &Server, root: &[u8], device: &Enrolled) -> Option<u16> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_revoked_through_one_node_is_refused_by_the_other_at_once() {
-    let pg = std::env::var("KONTOR_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty());
-    let nats = std::env::var("KONTOR_TEST_NATS_URL")
-        .ok()
-        .filter(|u| !u.is_empty());
-    let (Some(pg), Some(nats)) = (pg, nats) else {
-        println!("skipped: KONTOR_TEST_POSTGRES_URL or KONTOR_TEST_NATS_URL not set");
+    let Some(scale_out) = scale_out_args() else {
         return;
     };
-    let deployment = format!("e2e_{}", hex::encode(rand::random::<[u8; 6]>()));
-    let scale_out = [
-        "--postgres".into(),
-        pg,
-        "--nats".into(),
-        nats,
-        "--deployment".into(),
-        deployment,
-    ];
     let dir = tempfile::tempdir().unwrap();
     let (data_a, data_b) = (dir.path().join("a"), dir.path().join("b"));
     let node_a = start_on(&data_a, free_port(), free_port(), &scale_out);

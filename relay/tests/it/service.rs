@@ -467,8 +467,8 @@ async fn a_revoked_device_is_refused_and_leaves_the_directory<M: MakeStore>(m: &
             .len(),
         1
     );
-    // Ben's certificate record was read (and is kept) before the
-    // revocation: the revocation still takes effect at once.
+    // Ben authenticated before the revocation (a cache of his certificate
+    // record would hold it now): the revocation still takes effect at once.
     for _ in 0..2 {
         org.relay
             .authenticate(ben.ctx.device_id, ben.ctx.serial)
