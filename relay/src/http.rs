@@ -905,6 +905,13 @@ where
         // was sent, in case an entry ever became visible out of order.
         let mut sent_up_to = 0u64;
         let mut whole_queue = true;
+        // A look returns at most `fetch_max`; when it came back full, more
+        // may wait, and the loop looks again at once (not at the next hint
+        // or re-read) as long as at most `fetch_max` sent messages wait
+        // for their acknowledgement: a device that was offline gets its
+        // queue at the pace it acknowledges, never more than two looks
+        // ahead of it.
+        let limit = relay.config().fetch_max;
         // A phone that changed networks leaves a connection nobody closes;
         // it would hold one of the device's places until TCP gives up.
         // Every re-read also pings, and a connection that sent nothing
@@ -912,9 +919,8 @@ where
         let mut heard = tokio::time::Instant::now();
         let mut rounds = 0u32;
         loop {
-            if look_messages {
+            if look_messages && sent.len() <= limit {
                 relay.still_allowed(&device).await?;
-                let limit = relay.config().fetch_max;
                 let batch = if whole_queue {
                     let skip: Vec<u64> = sent.iter().copied().collect();
                     relay.fetch(&device, &skip, limit).await?
@@ -922,6 +928,7 @@ where
                     relay.fetch_after(&device, sent_up_to, limit).await?
                 };
                 whole_queue = false;
+                let full = batch.len() >= limit;
                 for m in batch {
                     sent_up_to = sent_up_to.max(m.seq);
                     let frame = wire::encode_frame(
@@ -935,7 +942,7 @@ where
                         .map_err(|e| Error::BadRequest(e.to_string()))?;
                     sent.insert(m.seq);
                 }
-                look_messages = false;
+                look_messages = full;
             }
             if look_commands {
                 for c in relay.commands(&device).await? {
@@ -948,7 +955,12 @@ where
                 }
                 look_commands = false;
             }
+            // Ready at once while a full look left more to read and the
+            // device keeps up; hints, re-reads and acknowledgements
+            // compete with it as equals.
+            let again = look_messages && sent.len() <= limit;
             tokio::select! {
+                () = std::future::ready(()), if again => {}
                 hint = hints.recv() => {
                     let Some(first) = hint else {
                         return Err(Error::Bus("subscription ended".into()));
@@ -984,7 +996,11 @@ where
                         Some(Ok(Message::Text(text))) => {
                             let frame: ClientFrame = serde_json::from_str(text.as_str())
                                 .map_err(|e| Error::BadRequest(format!("invalid frame: {e}")))?;
-                            relay.ack(&device, &frame.ack).await?;
+                            // Up to two looks are in flight: one frame may
+                            // acknowledge them all (within the frame size).
+                            for chunk in frame.ack.chunks(limit) {
+                                relay.ack(&device, chunk).await?;
+                            }
                             for seq in frame.ack {
                                 sent.remove(&seq);
                             }

@@ -21,6 +21,7 @@ use crate::service::{Device, MakeStore, Org, Postgres, envelope, postgres_url};
 
 on_both_stores!(
     a_message_arrives_live_over_websocket_and_is_acknowledged,
+    a_queue_longer_than_one_look_arrives_at_the_pace_of_the_acknowledgements,
     an_offline_device_fetches_and_acknowledges,
     a_group_of_fifty_each_open_the_message,
     an_attachment_reaches_only_the_recipient,
@@ -209,6 +210,104 @@ async fn a_message_arrives_live_over_websocket_and_is_acknowledged<M: MakeStore>
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(empty, "acknowledged message still queued");
+}
+
+/// The next binary frame on `ws` within `wait`, decoded; `None` if none came.
+async fn next_frame<S>(ws: &mut S, wait: Duration) -> Option<wire::Frame>
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => return None,
+            Ok(Some(Ok(Message::Binary(bytes)))) => {
+                return Some(wire::decode_frame(&bytes).unwrap());
+            }
+            Ok(Some(Ok(_))) => continue,
+            Ok(other) => panic!("websocket ended: {other:?}"),
+        }
+    }
+}
+
+/// A device that was offline gets a queue longer than one look
+/// (`fetch_max`) at once, not one look per hint or re-read, but never more
+/// than two looks ahead of its acknowledgements; every message once.
+async fn a_queue_longer_than_one_look_arrives_at_the_pace_of_the_acknowledgements<M: MakeStore>(
+    m: &M,
+) {
+    let config = RelayConfig {
+        fetch_max: 3,
+        ..RelayConfig::default()
+    };
+    let org = Org::new(m, config).await;
+    let anna = org.enroll("anna@example.org").await;
+    let ben = org.enroll("ben@example.org").await;
+    let running = start(&org).await;
+    let (anna_phone, ben_phone) = (
+        Phone::new(&org, &running, &anna),
+        Phone::new(&org, &running, &ben),
+    );
+    for i in 0..10u8 {
+        let text = format!("Nachricht {i}");
+        let posted = anna_phone
+            .post_envelope(envelope(&anna, &[&ben], i + 1, None, &[], text.as_bytes()))
+            .await;
+        assert_eq!(posted.status, 201, "{:?}", posted.json());
+    }
+
+    let tls = ben_phone.client.connect().await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async("wss://localhost/v1/ws", tls)
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let open = |frame: wire::Frame, seen: &mut Vec<(u64, Vec<u8>)>| {
+        let opened =
+            kontor_crypto::open(&frame.sealed, &ben.key, None, &anna.key.public()).unwrap();
+        seen.push((frame.seq, opened.plaintext.to_vec()));
+    };
+    // Two full looks (six messages) come at once, long before the first
+    // re-read (20 s); then nothing until they are acknowledged.
+    for _ in 0..6 {
+        let frame = next_frame(&mut ws, Duration::from_secs(5))
+            .await
+            .expect("the second look follows the first at once");
+        open(frame, &mut seen);
+    }
+    assert!(
+        next_frame(&mut ws, Duration::from_millis(500))
+            .await
+            .is_none(),
+        "more than two looks ahead of the acknowledgements"
+    );
+    let acked: Vec<u64> = seen.iter().map(|(seq, _)| *seq).collect();
+    ws.send(Message::Text(
+        serde_json::json!({ "ack": acked }).to_string().into(),
+    ))
+    .await
+    .unwrap();
+    for _ in 0..4 {
+        let frame = next_frame(&mut ws, Duration::from_secs(5))
+            .await
+            .expect("the rest follows the acknowledgement");
+        open(frame, &mut seen);
+    }
+    assert!(
+        next_frame(&mut ws, Duration::from_millis(300))
+            .await
+            .is_none(),
+        "a message sent twice"
+    );
+    let mut seqs: Vec<u64> = seen.iter().map(|(seq, _)| *seq).collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    assert_eq!(seqs.len(), 10, "every message once");
+    let texts: Vec<String> = seen
+        .iter()
+        .map(|(_, p)| String::from_utf8(p.clone()).unwrap())
+        .collect();
+    let expected: Vec<String> = (0..10).map(|i| format!("Nachricht {i}")).collect();
+    assert_eq!(texts, expected, "in the order they were sent");
 }
 
 async fn an_offline_device_fetches_and_acknowledges<M: MakeStore>(m: &M) {
