@@ -6,6 +6,12 @@
 //! A run is invalid when the generator's core was saturated (its CPU time
 //! above 90% of the wall time), or when any message was lost or arrived
 //! twice.
+//!
+//! Steps and runs share one server, so a message an earlier step left
+//! queued (sent after its deadline, or acknowledged too late) arrives in a
+//! later one. Sequence numbers are therefore unique over the whole process:
+//! each run takes its own range, and an arrival from outside it is counted
+//! as stale, not as a delivery of the run.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
@@ -36,6 +42,10 @@ pub struct Outcome {
     pub lost: u64,
     /// Deliveries that arrived more than once.
     pub duplicated: u64,
+    /// Arrivals of messages sent in an earlier step or run (left queued
+    /// there); not counted as deliveries.
+    #[serde(default)]
+    pub stale: u64,
     /// Offered rate, messages per second.
     pub offered_per_s: f64,
     /// Delivered rate, deliveries per second, over the sending window.
@@ -56,32 +66,53 @@ pub struct Outcome {
     pub invalid: Option<String>,
 }
 
-/// Due times and arrival counts for every sequence number of a run.
+/// The first sequence number of the next run: every run of the process
+/// takes a range of its own.
+static NEXT_BASE: AtomicU64 = AtomicU64::new(0);
+
+/// Due times and arrival counts for every sequence number of a run. The
+/// run's message `i` goes out with sequence number `base + i`.
 struct Tracker {
     t0: Instant,
+    base: u64,
     due_ns: Vec<AtomicU64>,
     arrived: Vec<AtomicU16>,
+    stale: AtomicU64,
 }
 
 impl Tracker {
     fn new(messages: usize) -> Arc<Self> {
+        let base = NEXT_BASE.fetch_add(messages as u64, Ordering::Relaxed);
         Arc::new(Self {
             t0: Instant::now(),
+            base,
             due_ns: (0..messages).map(|_| AtomicU64::new(UNSENT)).collect(),
             arrived: (0..messages).map(|_| AtomicU16::new(0)).collect(),
+            stale: AtomicU64::new(0),
         })
     }
 
-    /// Records arrivals into `hist`; returns how many were ours.
+    /// The sequence number message `i` of this run carries.
+    fn seq(&self, i: usize) -> u64 {
+        self.base + i as u64
+    }
+
+    /// Records arrivals into `hist`; returns how many were ours. Arrivals
+    /// from outside the run's range are counted as stale.
     fn arrive(&self, seqs: &[u64], hist: &mut Histogram<u64>) -> u64 {
         let now = u64::try_from(self.t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
         let mut n = 0;
         for &seq in seqs {
-            let Some(due) = self.due_ns.get(seq as usize) else {
+            let i = seq
+                .checked_sub(self.base)
+                .and_then(|i| usize::try_from(i).ok())
+                .filter(|&i| i < self.due_ns.len());
+            let Some(i) = i else {
+                self.stale.fetch_add(1, Ordering::Relaxed);
                 continue;
             };
-            let due = due.load(Ordering::Relaxed);
-            self.arrived[seq as usize].fetch_add(1, Ordering::Relaxed);
+            let due = self.due_ns[i].load(Ordering::Relaxed);
+            self.arrived[i].fetch_add(1, Ordering::Relaxed);
             n += 1;
             if due != UNSENT {
                 let _ = hist.record((now.saturating_sub(due) / 1_000).max(1));
@@ -256,7 +287,7 @@ async fn run_flow<P: Peer>(
                     u64::try_from(due.as_nanos()).unwrap_or(u64::MAX),
                     Ordering::Relaxed,
                 );
-                tx.send(&dest, seq as u64).await?;
+                tx.send(&dest, tracker.seq(seq)).await?;
                 seq += routes;
             }
             tx.flush().await?;
@@ -311,6 +342,7 @@ fn tally(tracker: &Tracker, expected_per_seq: &[u16]) -> Outcome {
         o.lost += u64::from(want.saturating_sub(got));
         o.duplicated += u64::from(got.saturating_sub(want));
     }
+    o.stale = tracker.stale.load(Ordering::Relaxed);
     o
 }
 
@@ -357,6 +389,9 @@ pub struct StoreForward {
     pub lost: u64,
     /// Deliveries duplicated.
     pub duplicated: u64,
+    /// Arrivals of messages an earlier run left queued; not counted.
+    #[serde(default)]
+    pub stale: u64,
     /// The generator's CPU share during ingest.
     pub generator_cpu_ingest: f64,
     /// The generator's CPU share during the drain.
@@ -384,11 +419,12 @@ pub async fn store_and_forward<P: Peer>(
     let start = Instant::now();
     let mut sending = Vec::new();
     for (i, mut tx) in txs.into_iter().enumerate() {
+        let tracker = tracker.clone();
         sending.push(tokio::spawn(async move {
             let dest = Dest::User(2 * i + 1);
             let mut seq = i;
             while seq < messages {
-                tx.send(&dest, seq as u64).await?;
+                tx.send(&dest, tracker.seq(seq)).await?;
                 seq += pairs;
             }
             tx.flush().await?;
@@ -445,6 +481,7 @@ pub async fn store_and_forward<P: Peer>(
         drain_per_s: tallied.delivered as f64 / drain,
         lost: tallied.lost,
         duplicated: tallied.duplicated,
+        stale: tallied.stale,
         generator_cpu_ingest: (gen1 - gen0) / ingest,
         generator_cpu_drain: (gen3 - gen2) / drain,
         invalid: None,
@@ -632,10 +669,24 @@ mod tests {
         let t = Tracker::new(3);
         let mut h = histogram();
         t.due_ns[0].store(0, Ordering::Relaxed);
-        assert_eq!(t.arrive(&[0, 0, 1, 99], &mut h), 3);
+        let (s0, s1) = (t.seq(0), t.seq(1));
+        assert_eq!(t.arrive(&[s0, s0, s1, t.seq(99)], &mut h), 3);
         let o = tally(&t, &[1, 2, 1]);
         assert_eq!((o.delivered, o.lost, o.duplicated), (2, 2, 1));
+        assert_eq!(o.stale, 1, "a number outside the run's range");
         assert_eq!(h.len(), 2, "only seq 0 had a due time, recorded twice");
+    }
+
+    #[test]
+    fn a_later_run_counts_an_earlier_runs_message_as_stale() {
+        let first = Tracker::new(10);
+        let second = Tracker::new(10);
+        assert!(second.seq(0) > first.seq(9), "ranges do not overlap");
+        let mut h = histogram();
+        // Message 3 of the first run, left queued, arrives in the second.
+        assert_eq!(second.arrive(&[first.seq(3), second.seq(3)], &mut h), 1);
+        let o = tally(&second, &[1; 10]);
+        assert_eq!((o.delivered, o.duplicated, o.stale), (1, 0, 1));
     }
 
     #[test]

@@ -108,8 +108,10 @@ async fn every_acknowledged_message_survives_kill_9_and_none_arrives_twice_on_po
 
 /// `kontor serve`'s arguments for PostgreSQL and NATS (the test services)
 /// under a deployment name of its own; `None`, saying so, when either
-/// service is not configured.
-pub fn scale_out_args() -> Option<[String; 6]> {
+/// service is not configured. Dropping it drops the deployment's schemas,
+/// so the shared test database does not fill up with them: declare it
+/// before the servers that use it.
+pub fn scale_out_args() -> Option<ScaleOut> {
     let pg = std::env::var("KONTOR_TEST_POSTGRES_URL")
         .ok()
         .filter(|u| !u.is_empty());
@@ -121,14 +123,62 @@ pub fn scale_out_args() -> Option<[String; 6]> {
         return None;
     };
     let deployment = format!("e2e_{}", hex::encode(rand::random::<[u8; 6]>()));
-    Some([
-        "--postgres".into(),
-        pg,
-        "--nats".into(),
-        nats,
-        "--deployment".into(),
-        deployment,
-    ])
+    Some(ScaleOut {
+        args: [
+            "--postgres".into(),
+            pg,
+            "--nats".into(),
+            nats,
+            "--deployment".into(),
+            deployment,
+        ],
+    })
+}
+
+/// See [`scale_out_args`]: the arguments, as a slice of them.
+pub struct ScaleOut {
+    args: [String; 6],
+}
+
+impl std::ops::Deref for ScaleOut {
+    type Target = [String];
+
+    fn deref(&self) -> &[String] {
+        &self.args
+    }
+}
+
+impl Drop for ScaleOut {
+    fn drop(&mut self) {
+        let (url, deployment) = (self.args[1].clone(), self.args[5].clone());
+        // A runtime of its own on a thread of its own: drop may run inside
+        // the test's runtime, which must not block.
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            rt.block_on(async {
+                let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tokio::spawn(connection);
+                client
+                    .batch_execute(&format!(
+                        "DROP SCHEMA IF EXISTS {deployment}_provisioning CASCADE; \
+                         DROP SCHEMA IF EXISTS {deployment}_relay CASCADE;"
+                    ))
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        })
+        .join();
+        match dropped {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => println!("could not drop the test deployment's schemas: {e}"),
+            Err(_) => println!("dropping the test deployment's schemas panicked"),
+        }
+    }
 }
 
 async fn kill_9_while_sending(extra: &[String]) {

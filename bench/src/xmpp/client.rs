@@ -32,6 +32,12 @@ use crate::peer::{self, Dest, MessageRx, MessageTx};
 /// How long a login step, a flush or a MUC join may take before it is an
 /// error. Generous: a flush waits behind every message sent before it.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
+/// What a flush may wait on top of [`ANSWER_TIMEOUT`] for each message sent
+/// since the last one: the ping is answered after them, and a server
+/// storing offline messages for 50 senders at once gets through a few per
+/// second per sender (ejabberd about 15, Prosody about 10 on 2026-12-03).
+/// A floor of 5 per second per sender.
+const FLUSH_PER_MESSAGE: Duration = Duration::from_millis(200);
 
 type Tls = TlsStream<TcpStream>;
 type Reader = StanzaReader<BufReader<ReadHalf<Tls>>>;
@@ -259,6 +265,7 @@ impl Session {
             target: target.clone(),
             label: label.clone(),
             next_id: 0,
+            unflushed: 0,
             buf: String::new(),
             _alive: alive.clone(),
         };
@@ -418,6 +425,8 @@ pub struct XmppTx {
     target: Target,
     label: String,
     next_id: u64,
+    /// Messages sent since the last flush.
+    unflushed: u32,
     buf: String,
     _alive: mpsc::Sender<()>,
 }
@@ -432,14 +441,24 @@ impl XmppTx {
     /// Sends an IQ (without an id attribute: it is added) and waits for its
     /// result.
     pub async fn iq(&mut self, attrs: &str, inner: &str) -> anyhow::Result<Element> {
+        self.iq_within(attrs, inner, ANSWER_TIMEOUT).await
+    }
+
+    /// As [`XmppTx::iq`], waiting at most `timeout` for the result.
+    async fn iq_within(
+        &mut self,
+        attrs: &str,
+        inner: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<Element> {
         self.next_id += 1;
         let id = format!("q{}", self.next_id);
         let answer = self.shared.expect(id.clone());
         self.write(&format!("<iq id='{id}' {attrs}>{inner}</iq>"))
             .await?;
-        tokio::time::timeout(ANSWER_TIMEOUT, answer)
+        tokio::time::timeout(timeout, answer)
             .await
-            .map_err(|_| anyhow!("no answer to iq {id} in {ANSWER_TIMEOUT:?}"))?
+            .map_err(|_| anyhow!("no answer to iq {id} in {timeout:?}"))?
             .map_err(|_| anyhow!("the connection closed before iq {id} was answered"))?
     }
 
@@ -514,18 +533,22 @@ impl MessageTx for XmppTx {
         let xml = std::mem::take(&mut self.buf);
         let written = self.write(&xml).await;
         self.buf = xml;
+        self.unflushed = self.unflushed.saturating_add(1);
         written.with_context(|| format!("{}: sending message {seq}", self.label))
     }
 
     /// An XEP-0199 ping to the server, answered after everything sent
     /// before it: a server handles the stanzas of one c2s stream in order,
     /// so by the time the ping's result comes back it has routed (or stored
-    /// offline) every earlier message.
+    /// offline) every earlier message. It may take as long as those
+    /// messages need: [`FLUSH_PER_MESSAGE`] each, on top of the usual wait.
     async fn flush(&mut self) -> anyhow::Result<()> {
         let label = self.label.clone();
-        self.iq("type='get'", "<ping xmlns='urn:xmpp:ping'/>")
+        let timeout = ANSWER_TIMEOUT + FLUSH_PER_MESSAGE * self.unflushed;
+        self.iq_within("type='get'", "<ping xmlns='urn:xmpp:ping'/>", timeout)
             .await
             .with_context(|| format!("{label}: flush (ping)"))?;
+        self.unflushed = 0;
         Ok(())
     }
 }
