@@ -606,9 +606,16 @@ pub async fn storm<P: Peer + Clone>(
     Ok(out)
 }
 
+/// How far below `first` [`step_rate`] steps down when the first step
+/// fails: to `first / STEP_DOWN_FLOOR`.
+const STEP_DOWN_FLOOR: f64 = 8.0;
+
 /// Steps the 1:1 rate up by `factor` from `first` until p99 passes
 /// `p99_limit_ms`, a run is invalid, or deliveries fall behind the offer.
-/// Returns every step's outcome, in order.
+/// When the very first step fails on latency or falling behind, steps down
+/// by `factor` instead until a step passes (or the rate falls below
+/// `first / 8`), so a slow system still gets a maximum. Returns every
+/// step's outcome, in the order run.
 pub async fn step_rate<F, Fut>(
     first: f64,
     factor: f64,
@@ -622,16 +629,28 @@ where
 {
     let mut steps = Vec::new();
     let mut rate = first;
+    let mut down = false;
     for _ in 0..max_steps {
         let o = run(rate).await?;
-        let stop = o.p99_ms > p99_limit_ms
-            || o.invalid.is_some()
+        let invalid = o.invalid.is_some();
+        let failed = o.p99_ms > p99_limit_ms
+            || invalid
             || o.delivered_per_s < 0.9 * o.offered_per_s * (o.expected as f64 / o.sent as f64);
         steps.push(o);
-        if stop {
-            break;
+        if steps.len() == 1 && failed && !invalid {
+            down = true;
         }
-        rate *= factor;
+        if down {
+            if !failed || invalid || rate / factor < first / STEP_DOWN_FLOOR {
+                break;
+            }
+            rate /= factor;
+        } else {
+            if failed {
+                break;
+            }
+            rate *= factor;
+        }
     }
     Ok(steps)
 }
@@ -687,6 +706,48 @@ mod tests {
         assert_eq!(second.arrive(&[first.seq(3), second.seq(3)], &mut h), 1);
         let o = tally(&second, &[1; 10]);
         assert_eq!((o.delivered, o.duplicated, o.stale), (1, 0, 1));
+    }
+
+    fn step(rate: f64, p99: f64) -> Outcome {
+        Outcome {
+            sent: 1,
+            expected: 1,
+            offered_per_s: rate,
+            delivered_per_s: rate,
+            p99_ms: p99,
+            ..Outcome::default()
+        }
+    }
+
+    /// Runs `step_rate` against a system whose p99 passes 50 ms above
+    /// `capacity`; returns the offered rates in the order run.
+    fn stepped(capacity: f64) -> Vec<f64> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let steps = rt
+            .block_on(step_rate(1000.0, 1.5, 50.0, 10, |rate| async move {
+                Ok(step(rate, if rate > capacity { 80.0 } else { 5.0 }))
+            }))
+            .unwrap();
+        steps.iter().map(|o| o.offered_per_s.round()).collect()
+    }
+
+    #[test]
+    fn step_rate_steps_up_until_a_step_fails() {
+        assert_eq!(stepped(2000.0), vec![1000.0, 1500.0, 2250.0]);
+    }
+
+    #[test]
+    fn step_rate_steps_down_when_the_first_step_fails() {
+        assert_eq!(stepped(500.0), vec![1000.0, 667.0, 444.0]);
+        let steps = vec![step(1000.0, 80.0), step(667.0, 80.0), step(444.0, 5.0)];
+        assert_eq!(max_rate(&steps, 50.0), Some(444.0));
+        // Nothing passes: down to the floor (1000 / 8), then it stops.
+        assert_eq!(
+            stepped(10.0),
+            vec![1000.0, 667.0, 444.0, 296.0, 198.0, 132.0]
+        );
     }
 
     #[test]

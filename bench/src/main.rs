@@ -655,10 +655,17 @@ async fn workload_on<P: Peer + Clone>(
 /// What ended the stepping of the last run: the latency limit, the
 /// generator, loss, or the step count.
 fn limit_of(runs: &[Value]) -> String {
+    // The step at the highest offered rate: the last one when stepping
+    // up, the first when the first step failed and the rate stepped down.
     let Some(last) = runs
         .last()
         .and_then(|r| r["steps"].as_array())
-        .and_then(|s| s.last())
+        .and_then(|s| {
+            s.iter().max_by(|a, b| {
+                let rate = |v: &Value| v["offered_per_s"].as_f64().unwrap_or(0.0);
+                rate(a).total_cmp(&rate(b))
+            })
+        })
     else {
         return "no steps".into();
     };
