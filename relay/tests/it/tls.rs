@@ -230,6 +230,26 @@ where
     }
 }
 
+/// Exactly `n` frames, each within 5 s (else panics with `late`), then
+/// none for `quiet` (else panics with `more`).
+async fn exactly<S>(
+    ws: &mut S,
+    n: usize,
+    late: &str,
+    quiet: Duration,
+    more: &str,
+) -> Vec<wire::Frame>
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    let mut frames = Vec::new();
+    for _ in 0..n {
+        frames.push(next_frame(ws, Duration::from_secs(5)).await.expect(late));
+    }
+    assert!(next_frame(ws, quiet).await.is_none(), "{more}");
+    frames
+}
+
 /// A device that was offline gets a queue longer than one look
 /// (`fetch_max`) at once, not one look per hint or re-read, but never more
 /// than two looks ahead of its acknowledgements; every message once.
@@ -268,36 +288,34 @@ async fn a_queue_longer_than_one_look_arrives_at_the_pace_of_the_acknowledgement
     };
     // Two full looks (six messages) come at once, long before the first
     // re-read (20 s); then nothing until they are acknowledged.
-    for _ in 0..6 {
-        let frame = next_frame(&mut ws, Duration::from_secs(5))
-            .await
-            .expect("the second look follows the first at once");
+    let first = exactly(
+        &mut ws,
+        6,
+        "the second look follows the first at once",
+        Duration::from_millis(500),
+        "more than two looks ahead of the acknowledgements",
+    )
+    .await;
+    for frame in first {
         open(frame, &mut seen);
     }
-    assert!(
-        next_frame(&mut ws, Duration::from_millis(500))
-            .await
-            .is_none(),
-        "more than two looks ahead of the acknowledgements"
-    );
     let acked: Vec<u64> = seen.iter().map(|(seq, _)| *seq).collect();
     ws.send(Message::Text(
         serde_json::json!({ "ack": acked }).to_string().into(),
     ))
     .await
     .unwrap();
-    for _ in 0..4 {
-        let frame = next_frame(&mut ws, Duration::from_secs(5))
-            .await
-            .expect("the rest follows the acknowledgement");
+    let rest = exactly(
+        &mut ws,
+        4,
+        "the rest follows the acknowledgement",
+        Duration::from_millis(300),
+        "a message sent twice",
+    )
+    .await;
+    for frame in rest {
         open(frame, &mut seen);
     }
-    assert!(
-        next_frame(&mut ws, Duration::from_millis(300))
-            .await
-            .is_none(),
-        "a message sent twice"
-    );
     let mut seqs: Vec<u64> = seen.iter().map(|(seq, _)| *seq).collect();
     seqs.sort_unstable();
     seqs.dedup();
