@@ -274,6 +274,17 @@ impl Session {
             label,
             _alive: alive,
         };
+        if presence {
+            // A ping after the presence: answered once the server has made
+            // this resource available. Without it a message sent to the
+            // user right after this returns can race the presence, find no
+            // available resource and go to offline storage, where ejabberd
+            // keeps it until the next login (its offline store and the
+            // presence's fetch of it run concurrently).
+            tx.iq("type='get'", "<ping xmlns='urn:xmpp:ping'/>")
+                .await
+                .with_context(|| format!("{}: presence (ping)", tx.label))?;
+        }
         tx.join(rooms, nick).await?;
         Ok((tx, rx))
     }
