@@ -196,7 +196,29 @@ pub struct Relay<S, P, B> {
     live: Arc<Mutex<LiveCount>>,
     pusher: Option<SharedPusher>,
     wiped_listener: Option<tokio::sync::mpsc::UnboundedSender<DeviceId>>,
+    identities: Mutex<HashMap<CertSerial, Identity>>,
 }
+
+/// What [`Relay::authenticate`] needs of a certificate record, kept by
+/// serial so a device's requests do not read the same record every time.
+/// A record never changes once issued (renewal issues a new serial), and
+/// revocation is checked in the deny list before this is consulted, so a
+/// kept entry cannot let in a certificate the store would refuse. Entries
+/// go after [`IDENTITY_TTL`], so a user's erased records do not stay in
+/// memory for long either.
+#[derive(Clone)]
+struct Identity {
+    device_id: DeviceId,
+    user_id: String,
+    identity_key: [u8; 32],
+    at: Instant,
+}
+
+/// How long an [`Identity`] is kept.
+const IDENTITY_TTL: Duration = Duration::from_secs(300);
+/// At most this many are kept (about 100 bytes each); when full, expired
+/// entries go, and if none had expired, all of them.
+const IDENTITIES_MAX: usize = 100_000;
 
 struct Bucket {
     tokens: f64,
@@ -266,6 +288,7 @@ where
             live: Arc::default(),
             pusher: None,
             wiped_listener: None,
+            identities: Mutex::new(HashMap::new()),
         }
     }
 
@@ -317,18 +340,11 @@ where
         if self.deny.contains(&serial) {
             return Err(Error::DeviceRefused("certificate revoked"));
         }
-        let record = self
-            .certs
-            .certificate(&serial)
-            .await
-            .map_err(directory_error)?
-            .ok_or(Error::DeviceRefused(
-                "certificate not issued by this organisation",
-            ))?;
-        if record.device_id != device_id {
+        let identity = self.identity(serial).await?;
+        if identity.device_id != device_id {
             return Err(Error::DeviceRefused("certificate names another device"));
         }
-        self.check_user_active(&record.user_id).await?;
+        self.check_user_active(&identity.user_id).await?;
         let state = self.store.device_state(device_id).await?;
         if state.as_ref().is_some_and(|s| s.wiped_at_ms.is_some()) {
             return Err(Error::DeviceRefused("device wiped"));
@@ -347,9 +363,53 @@ where
         Ok(DeviceContext {
             device_id,
             serial,
+            user_id: identity.user_id,
+            identity_key: identity.identity_key,
+        })
+    }
+
+    /// The certificate record of `serial` as far as authentication needs
+    /// it: kept from an earlier request, or read from provisioning and
+    /// kept (see [`Identity`]).
+    async fn identity(&self, serial: CertSerial) -> Result<Identity> {
+        let now = Instant::now();
+        {
+            let kept = self
+                .identities
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(i) = kept.get(&serial)
+                && now.duration_since(i.at) < IDENTITY_TTL
+            {
+                return Ok(i.clone());
+            }
+        }
+        let record = self
+            .certs
+            .certificate(&serial)
+            .await
+            .map_err(directory_error)?
+            .ok_or(Error::DeviceRefused(
+                "certificate not issued by this organisation",
+            ))?;
+        let mut kept = self
+            .identities
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if kept.len() >= IDENTITIES_MAX {
+            kept.retain(|_, i| now.duration_since(i.at) < IDENTITY_TTL);
+            if kept.len() >= IDENTITIES_MAX {
+                kept.clear();
+            }
+        }
+        let identity = Identity {
+            device_id: record.device_id,
             user_id: record.user_id,
             identity_key: record.identity_key,
-        })
+            at: now,
+        };
+        kept.insert(serial, identity.clone());
+        Ok(identity)
     }
 
     /// Whether a device's session is still allowed (checked again on every

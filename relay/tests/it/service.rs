@@ -7,7 +7,8 @@ use std::sync::Arc;
 use kontor_crypto::{IdentitySecret, MessageId, Recipient, Sender};
 use kontor_provisioning::service::{EnrollRequest, Service, ServiceConfig};
 use kontor_provisioning::store::{
-    DirectoryUser, SqliteStore as PStore, TokenBinding, UserDirectory, UserStatus,
+    CertificateRecord, CertificateStore, DirectoryUser, SqliteStore as PStore, TokenBinding,
+    UserDirectory, UserStatus,
 };
 use kontor_provisioning::token::TokenSpec;
 use kontor_provisioning::{CertSerial, DeviceId, Kek, Pki, PkiConfig};
@@ -888,4 +889,164 @@ async fn control_characters_in_group_names_and_user_ids_are_refused_before_the_s
         .rename_group(&anna.ctx, gid, "Ärger & Ölpreise 🛢")
         .await
         .unwrap();
+}
+
+/// Provisioning's SQLite store, counting the certificate reads by serial.
+#[derive(Clone)]
+struct CountingCerts {
+    inner: PStore,
+    by_serial: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CountingCerts {
+    fn reads(&self) -> usize {
+        self.by_serial.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl CertificateStore for CountingCerts {
+    async fn insert_certificate(
+        &self,
+        cert: &CertificateRecord,
+    ) -> kontor_provisioning::error::Result<()> {
+        self.inner.insert_certificate(cert).await
+    }
+    async fn certificate(
+        &self,
+        serial: &CertSerial,
+    ) -> kontor_provisioning::error::Result<Option<CertificateRecord>> {
+        self.by_serial
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.certificate(serial).await
+    }
+    async fn certificates_of_device(
+        &self,
+        device: &DeviceId,
+    ) -> kontor_provisioning::error::Result<Vec<CertificateRecord>> {
+        self.inner.certificates_of_device(device).await
+    }
+    async fn certificates_of_user(
+        &self,
+        user_id: &str,
+    ) -> kontor_provisioning::error::Result<Vec<CertificateRecord>> {
+        self.inner.certificates_of_user(user_id).await
+    }
+}
+
+impl UserDirectory for CountingCerts {
+    async fn user(
+        &self,
+        user_id: &str,
+    ) -> kontor_provisioning::error::Result<Option<DirectoryUser>> {
+        self.inner.user(user_id).await
+    }
+    async fn put_user(&self, user: &DirectoryUser) -> kontor_provisioning::error::Result<()> {
+        self.inner.put_user(user).await
+    }
+    async fn allow_list_contains(&self, entry: &str) -> kontor_provisioning::error::Result<bool> {
+        self.inner.allow_list_contains(entry).await
+    }
+    async fn add_allow_list_entry(&self, entry: &str) -> kontor_provisioning::error::Result<()> {
+        self.inner.add_allow_list_entry(entry).await
+    }
+    async fn remove_allow_list_entry(&self, entry: &str) -> kontor_provisioning::error::Result<()> {
+        self.inner.remove_allow_list_entry(entry).await
+    }
+}
+
+/// A device's requests read its certificate record once (records never
+/// change; renewal issues a new serial), while a block, a revocation and
+/// an unknown serial still take effect on every request.
+#[tokio::test]
+async fn authentication_reads_a_certificate_record_once_and_still_refuses_at_once() {
+    let org = Org::new(&Sqlite, RelayConfig::default()).await;
+    let anna = org.enroll("anna@example.org").await;
+    let ben = org.enroll("ben@example.org").await;
+    let certs = CountingCerts {
+        inner: org.service.store().clone(),
+        by_serial: Arc::default(),
+    };
+    let relay = Relay::new(
+        org.relay.store().clone(),
+        certs.clone(),
+        org.service.deny_list(),
+        LocalBus::default(),
+        org.relay.config().clone(),
+    );
+    for _ in 0..3 {
+        let ctx = relay
+            .authenticate(anna.ctx.device_id, anna.ctx.serial)
+            .await
+            .unwrap();
+        assert_eq!(ctx.user_id, "anna@example.org");
+        assert_eq!(ctx.identity_key, anna.ctx.identity_key);
+    }
+    assert_eq!(certs.reads(), 1, "one read for three requests");
+
+    // The kept record still names its own device only.
+    let err = relay
+        .authenticate(ben.ctx.device_id, anna.ctx.serial)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::DeviceRefused(_)), "{err:?}");
+    assert_eq!(certs.reads(), 1);
+
+    // An unknown serial is read (and refused) every time, never kept.
+    let unknown = CertSerial::from_slice(&[0x41; 16]).unwrap();
+    for reads in [2, 3] {
+        let err = relay
+            .authenticate(anna.ctx.device_id, unknown)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::DeviceRefused(_)), "{err:?}");
+        assert_eq!(certs.reads(), reads);
+    }
+
+    // A block of the user takes effect at once, the record kept or not.
+    let mut user = org
+        .service
+        .store()
+        .user("anna@example.org")
+        .await
+        .unwrap()
+        .unwrap_or(DirectoryUser {
+            user_id: "anna@example.org".into(),
+            department: None,
+            status: UserStatus::Active,
+        });
+    user.status = UserStatus::Blocked;
+    org.service.store().put_user(&user).await.unwrap();
+    let err = relay
+        .authenticate(anna.ctx.device_id, anna.ctx.serial)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::DeviceRefused("user blocked")),
+        "{err:?}"
+    );
+    user.status = UserStatus::Active;
+    org.service.store().put_user(&user).await.unwrap();
+    relay
+        .authenticate(anna.ctx.device_id, anna.ctx.serial)
+        .await
+        .unwrap();
+
+    // So does a revocation.
+    org.service
+        .revoke_device(&anna.ctx.device_id, "lost", time::OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    let err = relay
+        .authenticate(anna.ctx.device_id, anna.ctx.serial)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::DeviceRefused("certificate revoked")),
+        "{err:?}"
+    );
+    assert_eq!(
+        certs.reads(),
+        3,
+        "the kept record served every request since"
+    );
 }
