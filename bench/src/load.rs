@@ -12,6 +12,10 @@
 //! later one. Sequence numbers are therefore unique over the whole process:
 //! each run takes its own range, and an arrival from outside it is counted
 //! as stale, not as a delivery of the run.
+//!
+//! A workload's tasks live in a `JoinSet`: when the workload is dropped
+//! unfinished (an interrupted run), they are aborted and release the peer,
+//! which can then be stopped.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
@@ -20,6 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use hdrhistogram::Histogram;
 use serde::Serialize;
+use tokio::task::JoinSet;
 
 use crate::peer::{Dest, GroupRef, MessageRx, MessageTx, Peer};
 use crate::procfs;
@@ -247,10 +252,10 @@ async fn run_flow<P: Peer>(
     let received = Arc::new(AtomicU64::new(0));
     let deadline = Duration::from_secs_f64(seconds) + Duration::from_secs(10);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut receiving = Vec::new();
+    let mut receiving = JoinSet::new();
     for mut rx in rxs {
         let (tracker, received, mut stop) = (tracker.clone(), received.clone(), stop_rx.clone());
-        receiving.push(tokio::spawn(async move {
+        receiving.spawn(async move {
             let mut hist = histogram();
             loop {
                 tokio::select! {
@@ -265,7 +270,7 @@ async fn run_flow<P: Peer>(
                 }
             }
             Ok::<_, anyhow::Error>((hist, rx))
-        }));
+        });
     }
 
     let (gen0, srv0) = (procfs::own_cpu_seconds(), server_cpu(peer));
@@ -275,10 +280,10 @@ async fn run_flow<P: Peer>(
     let begin = tracker.t0.elapsed() + Duration::from_millis(50);
     let interval = 1.0 / rate;
     let routes = flow.routes.len();
-    let mut sending = Vec::new();
+    let mut sending = JoinSet::new();
     for (r, mut tx) in txs.into_iter().enumerate() {
         let (tracker, dest) = (tracker.clone(), flow.routes[r].1.clone());
-        sending.push(tokio::spawn(async move {
+        sending.spawn(async move {
             let mut seq = r;
             while seq < messages {
                 let due = begin + Duration::from_secs_f64(seq as f64 * interval);
@@ -292,12 +297,12 @@ async fn run_flow<P: Peer>(
             }
             tx.flush().await?;
             Ok::<_, anyhow::Error>(tx)
-        }));
+        });
     }
     let mut senders = Vec::new();
     let mut send_error = None;
-    for s in sending {
-        match s.await? {
+    while let Some(s) = sending.join_next().await {
+        match s? {
             Ok(tx) => senders.push(tx),
             Err(e) => send_error = Some(e),
         }
@@ -313,8 +318,8 @@ async fn run_flow<P: Peer>(
     let (gen1, srv1) = (procfs::own_cpu_seconds(), server_cpu(peer));
     let _ = stop_tx.send(true);
     let mut hist = histogram();
-    for r in receiving {
-        let (h, _rx) = r.await??;
+    while let Some(r) = receiving.join_next().await {
+        let (h, _rx) = r??;
         hist.add(h).context("merging histograms")?;
     }
     drop(senders);
@@ -417,10 +422,10 @@ pub async fn store_and_forward<P: Peer>(
     }
     let gen0 = procfs::own_cpu_seconds();
     let start = Instant::now();
-    let mut sending = Vec::new();
+    let mut sending = JoinSet::new();
     for (i, mut tx) in txs.into_iter().enumerate() {
         let tracker = tracker.clone();
-        sending.push(tokio::spawn(async move {
+        sending.spawn(async move {
             let dest = Dest::User(2 * i + 1);
             let mut seq = i;
             while seq < messages {
@@ -429,11 +434,11 @@ pub async fn store_and_forward<P: Peer>(
             }
             tx.flush().await?;
             Ok::<_, anyhow::Error>(tx)
-        }));
+        });
     }
     let mut senders = Vec::new();
-    for s in sending {
-        senders.push(s.await??);
+    while let Some(s) = sending.join_next().await {
+        senders.push(s??);
     }
     let ingest = start.elapsed().as_secs_f64();
     let gen1 = procfs::own_cpu_seconds();
@@ -443,11 +448,11 @@ pub async fn store_and_forward<P: Peer>(
     let gen2 = procfs::own_cpu_seconds();
     let start = Instant::now();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut receiving = Vec::new();
+    let mut receiving = JoinSet::new();
     for i in 0..pairs {
         let (tracker, received, mut stop) = (tracker.clone(), received.clone(), stop_rx.clone());
         let (tx, mut rx) = peer.connect(2 * i + 1).await?;
-        receiving.push(tokio::spawn(async move {
+        receiving.spawn(async move {
             // The sending half stays open while the user drains.
             let _online = tx;
             let mut hist = histogram();
@@ -461,7 +466,7 @@ pub async fn store_and_forward<P: Peer>(
                 }
             }
             Ok::<_, anyhow::Error>(())
-        }));
+        });
     }
     let deadline = Instant::now() + Duration::from_secs(120);
     while received.load(Ordering::Relaxed) < messages as u64 && Instant::now() < deadline {
@@ -470,8 +475,8 @@ pub async fn store_and_forward<P: Peer>(
     let drain = start.elapsed().as_secs_f64();
     let gen3 = procfs::own_cpu_seconds();
     let _ = stop_tx.send(true);
-    for r in receiving {
-        r.await??;
+    while let Some(r) = receiving.join_next().await {
+        r??;
     }
     let per_seq = vec![1u16; messages];
     let tallied = tally(&tracker, &per_seq);
@@ -571,10 +576,10 @@ pub async fn storm<P: Peer + Clone>(
     let end = Instant::now() + Duration::from_secs_f64(seconds);
     let (gen0, srv0) = (procfs::own_cpu_seconds(), server_cpu(peer));
     let start = Instant::now();
-    let mut loops = Vec::new();
+    let mut loops = JoinSet::new();
     for c in 0..concurrency {
         let peer = peer.clone();
-        loops.push(tokio::spawn(async move {
+        loops.spawn(async move {
             let (mut ok, mut failed, mut first) = (0u64, 0u64, None);
             let mut user = c;
             while Instant::now() < end {
@@ -588,11 +593,11 @@ pub async fn storm<P: Peer + Clone>(
                 user += concurrency;
             }
             (ok, failed, first)
-        }));
+        });
     }
     let mut out = Storm::default();
-    for l in loops {
-        let (ok, failed, first) = l.await?;
+    while let Some(l) = loops.join_next().await {
+        let (ok, failed, first) = l?;
         out.sessions += ok;
         out.failures += failed;
         if out.first_failure.is_none() {

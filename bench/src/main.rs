@@ -323,6 +323,10 @@ fn run(args: &RunArgs, plan: Plan) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let mut interrupts = {
+        let _runtime = runtime.enter();
+        Interrupts::new()?
+    };
     let started = Instant::now();
     let mut results = json!({
         "machine": machine(cores),
@@ -335,7 +339,7 @@ fn run(args: &RunArgs, plan: Plan) -> anyhow::Result<()> {
         let name = system_name(system);
         eprintln!("bench: {name}");
         let value = runtime
-            .block_on(run_system(system, args, plan, pinned))
+            .block_on(run_system(system, args, plan, pinned, &mut interrupts))
             .with_context(|| format!("benchmarking {name}"))?;
         results["systems"][name] = value;
         // Written after every system so a failure late keeps what ran.
@@ -437,15 +441,24 @@ async fn start(
 
 async fn stop(started: Started) -> anyhow::Result<()> {
     match started {
-        Started::Kontor(p) => match std::sync::Arc::try_unwrap(p) {
-            Ok(p) => p.stop().await,
-            Err(_) => anyhow::bail!("a Kontor peer is still in use"),
-        },
-        Started::Xmpp(p) => match std::sync::Arc::try_unwrap(p) {
-            Ok(p) => p.stop().await,
-            Err(_) => anyhow::bail!("an XMPP peer is still in use"),
-        },
+        Started::Kontor(p) => sole(p, "a Kontor peer").await?.stop().await,
+        Started::Xmpp(p) => sole(p, "an XMPP peer").await?.stop().await,
     }
+}
+
+/// The peer, once nothing else holds it. After an interrupted workload its
+/// aborted tasks still hold clones until the runtime gets to drop them, so
+/// this waits for that (briefly: an abort takes effect at the task's next
+/// poll).
+async fn sole<T>(mut peer: std::sync::Arc<T>, what: &str) -> anyhow::Result<T> {
+    for _ in 0..500 {
+        match std::sync::Arc::try_unwrap(peer) {
+            Ok(p) => return Ok(p),
+            Err(shared) => peer = shared,
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    anyhow::bail!("{what} is still in use after 5 s")
 }
 
 async fn run_system(
@@ -453,6 +466,7 @@ async fn run_system(
     args: &RunArgs,
     plan: Plan,
     pinned: bool,
+    interrupts: &mut Interrupts,
 ) -> anyhow::Result<Value> {
     let mut out = json!({});
     let node_counts: &[usize] = if system == System::Kontor2nodes {
@@ -486,11 +500,26 @@ async fn run_system(
                 let started = start(system, args, dir.path(), users, size, pinned, nodes)
                     .await
                     .context("starting the system")?;
-                let result = match &started {
-                    Started::Kontor(p) => workload_on(p, workload, plan, args).await,
-                    Started::Xmpp(p) => workload_on(p, workload, plan, args).await,
+                let work = async {
+                    match &started {
+                        Started::Kontor(p) => workload_on(p, workload, plan, args).await,
+                        Started::Xmpp(p) => workload_on(p, workload, plan, args).await,
+                    }
+                };
+                // Ctrl-C or SIGTERM ends the workload, not the process: the
+                // servers still stop and a PostgreSQL deployment's schemas
+                // are still dropped. One that comes during a start or a
+                // stop is kept for the next workload, which then ends at once.
+                let result = tokio::select! {
+                    r = work => r,
+                    signal = interrupts.next() => Err(anyhow::anyhow!("interrupted ({signal})")),
                 };
                 let stopped = stop(started).await;
+                if let (Err(_), Err(e)) = (&result, &stopped) {
+                    // The workload's error is the one returned; this one
+                    // would be lost.
+                    eprintln!("bench: stopping {} failed too: {e:#}", system_name(system));
+                }
                 let value = result.with_context(|| format!("{workload:?} at {size} B"))?;
                 stopped?;
                 let k = key(workload_name(workload));
@@ -511,6 +540,32 @@ async fn run_system(
         }
     }
     Ok(out)
+}
+
+/// SIGINT and SIGTERM, caught so that an interrupted run still stops the
+/// servers it started (their processes would outlive it otherwise, and a
+/// PostgreSQL deployment would keep its schemas).
+struct Interrupts {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Interrupts {
+    fn new() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            int: signal(SignalKind::interrupt()).context("catching SIGINT")?,
+            term: signal(SignalKind::terminate()).context("catching SIGTERM")?,
+        })
+    }
+
+    /// The next signal's name.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => "SIGTERM",
+        }
+    }
 }
 
 fn workload_name(w: Workload) -> &'static str {
@@ -898,4 +953,35 @@ fn write_report(results: &Value, dir: &std::path::Path) -> anyhow::Result<()> {
     std::fs::write(dir.join("report.md"), &md)?;
     println!("{md}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::sole;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_peer_held_by_an_aborted_workload_is_released_for_its_stop() {
+        let peer = Arc::new(7u32);
+        let mut work = tokio::task::JoinSet::new();
+        let held = peer.clone();
+        work.spawn(async move {
+            let _held = held;
+            std::future::pending::<()>().await;
+        });
+        // Let the task start and take its clone.
+        tokio::task::yield_now().await;
+        assert_eq!(Arc::strong_count(&peer), 2);
+        drop(work);
+        assert_eq!(sole(peer, "the peer").await.unwrap(), 7);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_peer_still_held_is_an_error_naming_it() {
+        let peer = Arc::new(7u32);
+        let _kept = peer.clone();
+        let err = sole(peer, "a Kontor peer").await.unwrap_err();
+        assert_eq!(format!("{err}"), "a Kontor peer is still in use after 5 s");
+    }
 }
