@@ -4,12 +4,14 @@
 //! certificate ([`DeviceContext`]); the device id is taken from there,
 //! never from the request.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kontor_provisioning::service::DenyList;
-use kontor_provisioning::store::{CertificateRecord, CertificateStore, UserDirectory, UserStatus};
+use kontor_provisioning::store::{
+    CertificateRecord, CertificateStore, DirectoryUser, UserDirectory, UserStatus,
+};
 use kontor_provisioning::{CertSerial, DeviceId};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -430,7 +432,38 @@ where
         }
     }
 
-    /// The current certificate of a device: newest, not revoked, not expired.
+    /// The current certificate of each of `devices` that has one (see
+    /// [`Relay::current_certificate`]), in one read.
+    async fn current_certificates(
+        &self,
+        devices: &[DeviceId],
+    ) -> Result<HashMap<DeviceId, CertificateRecord>> {
+        let mut current: HashMap<DeviceId, CertificateRecord> = HashMap::new();
+        if devices.is_empty() {
+            return Ok(current);
+        }
+        let now_s = now_ms() / 1000;
+        let certs = self
+            .certs
+            .certificates_of_devices(devices)
+            .await
+            .map_err(directory_error)?;
+        for cert in certs {
+            if cert.not_after <= now_s || self.deny.contains(&cert.serial) {
+                continue;
+            }
+            match current.get(&cert.device_id) {
+                Some(have) if (have.issued_at, have.serial) >= (cert.issued_at, cert.serial) => {}
+                _ => {
+                    current.insert(cert.device_id, cert);
+                }
+            }
+        }
+        Ok(current)
+    }
+
+    /// The current certificate of a device: newest, not revoked, not
+    /// expired (of two issued in the same second, the larger serial).
     async fn current_certificate(&self, device_id: DeviceId) -> Result<Option<CertificateRecord>> {
         let now_s = now_ms() / 1000;
         let certs = self
@@ -441,7 +474,7 @@ where
         Ok(certs
             .into_iter()
             .filter(|c| c.not_after > now_s && !self.deny.contains(&c.serial))
-            .max_by_key(|c| c.issued_at))
+            .max_by_key(|c| (c.issued_at, c.serial)))
     }
 
     /// One device as the key directory shows it, with its user: how a
@@ -528,6 +561,17 @@ where
     /// to pairs that may share a group, since group messages need both.
     async fn check_reach(&self, from: &str, to: &str, what: Exchange) -> Result<()> {
         let user = self.certs.user(to).await.map_err(directory_error)?;
+        self.reach(from, to, user.as_ref(), what)
+    }
+
+    /// [`Relay::check_reach`] with `to`'s directory entry already read.
+    fn reach(
+        &self,
+        from: &str,
+        to: &str,
+        user: Option<&DirectoryUser>,
+        what: Exchange,
+    ) -> Result<()> {
         if matches!(user, Some(u) if u.status == UserStatus::Blocked) {
             return Err(Error::Forbidden(format!("user {to} (blocked)")));
         }
@@ -627,19 +671,48 @@ where
             }
             None => None,
         };
+        // Every recipient's certificates, wipe state and user are read in
+        // one go (three reads, however many recipients: a group message
+        // to 49 made 147), then checked delivery by delivery, in order.
+        let recipients: Vec<DeviceId> = envelope.deliveries.iter().map(|d| d.recipient).collect();
+        let current = self.current_certificates(&recipients).await?;
+        let wiped: HashSet<DeviceId> = if recipients.is_empty() {
+            HashSet::new()
+        } else {
+            self.store
+                .wiped_devices(&recipients)
+                .await?
+                .into_iter()
+                .collect()
+        };
+        let mut others: Vec<String> = current
+            .values()
+            .filter(|c| c.user_id != sender.user_id)
+            .map(|c| c.user_id.clone())
+            .collect();
+        others.sort_unstable();
+        others.dedup();
+        let users: HashMap<String, DirectoryUser> = if others.is_empty() {
+            HashMap::new()
+        } else {
+            self.certs
+                .users(&others)
+                .await
+                .map_err(directory_error)?
+                .into_iter()
+                .map(|u| (u.user_id.clone(), u))
+                .collect()
+        };
         let mut reached: HashMap<String, ()> = HashMap::new();
         for delivery in &envelope.deliveries {
             let hex_id = delivery.recipient.to_string();
-            let cert = self
-                .current_certificate(delivery.recipient)
-                .await?
+            let cert = current
+                .get(&delivery.recipient)
                 .ok_or_else(|| Error::UnknownRecipient(hex_id.clone()))?;
             if cert.identity_key != delivery.recipient_identity {
                 return Err(Error::StaleRecipientKey(hex_id));
             }
-            if let Some(state) = self.store.device_state(delivery.recipient).await?
-                && state.wiped_at_ms.is_some()
-            {
+            if wiped.contains(&delivery.recipient) {
                 return Err(Error::UnknownRecipient(hex_id));
             }
             if cert.user_id != sender.user_id && !reached.contains_key(&cert.user_id) {
@@ -648,8 +721,12 @@ where
                 } else {
                     Exchange::Message
                 };
-                self.check_reach(&sender.user_id, &cert.user_id, what)
-                    .await?;
+                self.reach(
+                    &sender.user_id,
+                    &cert.user_id,
+                    users.get(&cert.user_id),
+                    what,
+                )?;
                 if let Some(group) = &group
                     && !group.members.iter().any(|m| m.user_id == cert.user_id)
                 {
@@ -658,7 +735,7 @@ where
                         cert.user_id
                     )));
                 }
-                reached.insert(cert.user_id, ());
+                reached.insert(cert.user_id.clone(), ());
             }
         }
         for blob in &envelope.blob_ids {

@@ -215,6 +215,12 @@ pub trait CertificateStore: Send + Sync {
         &self,
         user_id: &str,
     ) -> impl Future<Output = Result<Vec<CertificateRecord>>> + Send;
+    /// All certificates of each of `devices`, in one read (a group message
+    /// checks every recipient's), in no particular order.
+    fn certificates_of_devices(
+        &self,
+        devices: &[DeviceId],
+    ) -> impl Future<Output = Result<Vec<CertificateRecord>>> + Send;
 }
 
 /// Revocations.
@@ -242,6 +248,10 @@ pub trait AttemptLog: Send + Sync {
 pub trait UserDirectory: Send + Sync {
     /// The user, if the directory knows them.
     fn user(&self, user_id: &str) -> impl Future<Output = Result<Option<DirectoryUser>>> + Send;
+    /// Those of `user_ids` the directory knows, in one read, in no
+    /// particular order.
+    fn users(&self, user_ids: &[String])
+    -> impl Future<Output = Result<Vec<DirectoryUser>>> + Send;
     /// Creates or replaces a user.
     fn put_user(&self, user: &DirectoryUser) -> impl Future<Output = Result<()>> + Send;
     /// Whether `entry` is on the allow-list.

@@ -203,6 +203,15 @@ async fn open_client(url: &str, schema: &str) -> Result<Client> {
     Ok(client)
 }
 
+fn directory_user(row: &Row) -> Result<DirectoryUser> {
+    let status: String = row.try_get(2).map_err(db)?;
+    Ok(DirectoryUser {
+        user_id: row.try_get(0).map_err(db)?,
+        department: row.try_get(1).map_err(db)?,
+        status: status_from_db(&status)?,
+    })
+}
+
 fn token_raw(row: &Row) -> Result<TokenRecordRaw> {
     Ok(TokenRecordRaw {
         id: row.try_get(0).map_err(db)?,
@@ -376,6 +385,23 @@ impl CertificateStore for PostgresStore {
     async fn certificates_of_user(&self, user_id: &str) -> Result<Vec<CertificateRecord>> {
         self.certs_where("user_id = $1", user_id.to_owned()).await
     }
+
+    async fn certificates_of_devices(
+        &self,
+        devices: &[DeviceId],
+    ) -> Result<Vec<CertificateRecord>> {
+        let devices: Vec<String> = devices.iter().map(ToString::to_string).collect();
+        let conn = self.client().await?;
+        let statement = conn
+            .prepared(&format!(
+                "SELECT {CERT_COLUMNS} FROM certificates WHERE device_id = ANY($1)"
+            ))
+            .await?;
+        let rows = conn.query(&statement, &[&devices]).await.map_err(db)?;
+        rows.iter()
+            .map(|row| cert_raw(row)?.into_record())
+            .collect()
+    }
 }
 
 impl RevocationStore for PostgresStore {
@@ -471,15 +497,18 @@ impl UserDirectory for PostgresStore {
             .prepared("SELECT user_id, department, status FROM directory_users WHERE user_id = $1")
             .await?;
         let row = conn.query_opt(&statement, &[&user_id]).await.map_err(db)?;
-        row.map(|row| {
-            let status: String = row.try_get(2).map_err(db)?;
-            Ok(DirectoryUser {
-                user_id: row.try_get(0).map_err(db)?,
-                department: row.try_get(1).map_err(db)?,
-                status: status_from_db(&status)?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(directory_user).transpose()
+    }
+
+    async fn users(&self, user_ids: &[String]) -> Result<Vec<DirectoryUser>> {
+        let conn = self.client().await?;
+        let statement = conn
+            .prepared(
+                "SELECT user_id, department, status FROM directory_users WHERE user_id = ANY($1)",
+            )
+            .await?;
+        let rows = conn.query(&statement, &[&user_ids]).await.map_err(db)?;
+        rows.iter().map(directory_user).collect()
     }
 
     async fn put_user(&self, u: &DirectoryUser) -> Result<()> {

@@ -96,6 +96,22 @@ async fn suite<S: Store>(store: &S) {
             .unwrap()
             .is_empty()
     );
+    // Several devices at once: every certificate of each, an unknown
+    // device adds nothing, none asked for gives none.
+    let other_device = DeviceId::random(&mut rng());
+    let third = CertificateRecord {
+        device_id: other_device,
+        user_id: "bob@example.org".into(),
+        ..cert(CertSerial::random(&mut rng()), None)
+    };
+    store.insert_certificate(&third).await.unwrap();
+    let mut many = store
+        .certificates_of_devices(&[device, other_device, DeviceId::random(&mut rng())])
+        .await
+        .unwrap();
+    many.sort_by_key(|c| (c.device_id == other_device, c.issued_at));
+    assert_eq!(many, vec![first.clone(), second.clone(), third.clone()]);
+    assert!(store.certificates_of_devices(&[]).await.unwrap().is_empty());
 
     // Revocations are idempotent.
     let revocation = RevocationRecord {
@@ -143,7 +159,27 @@ async fn suite<S: Store>(store: &S) {
     store.put_user(&alice).await.unwrap();
     alice.status = UserStatus::Blocked;
     store.put_user(&alice).await.unwrap();
-    assert_eq!(store.user("alice@example.org").await.unwrap(), Some(alice));
+    assert_eq!(
+        store.user("alice@example.org").await.unwrap(),
+        Some(alice.clone())
+    );
+    let bob = DirectoryUser {
+        user_id: "bob@example.org".into(),
+        department: None,
+        status: UserStatus::Active,
+    };
+    store.put_user(&bob).await.unwrap();
+    let mut both = store
+        .users(&[
+            "bob@example.org".into(),
+            "nobody@example.org".into(),
+            "alice@example.org".into(),
+        ])
+        .await
+        .unwrap();
+    both.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+    assert_eq!(both, vec![alice, bob]);
+    assert!(store.users(&[]).await.unwrap().is_empty());
     store.add_allow_list_entry("@example.org").await.unwrap();
     store.add_allow_list_entry("@example.org").await.unwrap();
     assert!(store.allow_list_contains("@example.org").await.unwrap());

@@ -321,6 +321,12 @@ pub trait DeviceStateStore: Send + Sync {
     ) -> impl Future<Output = Result<()>> + Send;
     /// Records a confirmed wipe.
     fn mark_wiped(&self, device: DeviceId, now_ms: i64) -> impl Future<Output = Result<()>> + Send;
+    /// Those of `devices` whose wipe was confirmed, in one read (a message
+    /// checks all its recipients), in no particular order.
+    fn wiped_devices(
+        &self,
+        devices: &[DeviceId],
+    ) -> impl Future<Output = Result<Vec<DeviceId>>> + Send;
 }
 
 /// Everything the relay stores.

@@ -829,6 +829,19 @@ impl DeviceStateStore for PostgresStore {
             .map_err(db)?;
         Ok(())
     }
+
+    async fn wiped_devices(&self, devices: &[DeviceId]) -> Result<Vec<DeviceId>> {
+        let devices: Vec<Vec<u8>> = devices.iter().map(|d| d.as_bytes().to_vec()).collect();
+        let (client, statement) = self
+            .prepared(
+                "SELECT device FROM relay_devices WHERE device = ANY($1) AND wiped_at_ms IS NOT NULL",
+            )
+            .await?;
+        let rows = client.query(&statement, &[&devices]).await.map_err(db)?;
+        rows.iter()
+            .map(|row| device_of(&row.try_get::<_, Vec<u8>>(0).map_err(db)?))
+            .collect()
+    }
 }
 
 /// Deletes a user's rows inside `tx` (see [`ErasureStore::erase_user`]).

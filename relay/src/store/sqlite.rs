@@ -1002,6 +1002,25 @@ impl DeviceStateStore for SqliteStore {
         })
         .await
     }
+
+    async fn wiped_devices(&self, devices: &[DeviceId]) -> Result<Vec<DeviceId>> {
+        let devices = devices.to_vec();
+        self.lookup(move |conn| {
+            let mut statement = conn
+                .prepare_cached(
+                    "SELECT 1 FROM relay_devices WHERE device = ?1 AND wiped_at_ms IS NOT NULL",
+                )
+                .map_err(db)?;
+            let mut wiped = Vec::new();
+            for device in devices {
+                if statement.exists([device.as_bytes().to_vec()]).map_err(db)? {
+                    wiped.push(device);
+                }
+            }
+            Ok(wiped)
+        })
+        .await
+    }
 }
 
 /// A queue entry with its body, as `pending` and `pending_after` select it.

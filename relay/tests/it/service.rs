@@ -891,16 +891,39 @@ async fn control_characters_in_group_names_and_user_ids_are_refused_before_the_s
         .unwrap();
 }
 
-/// Provisioning's SQLite store, counting the certificate reads by serial.
-#[derive(Clone)]
+/// Provisioning's SQLite store, counting the certificate reads by serial
+/// and every read a posted message makes of it.
+#[derive(Clone, Default)]
 struct CountingCerts {
-    inner: PStore,
+    inner: Option<PStore>,
     by_serial: Arc<std::sync::atomic::AtomicUsize>,
+    /// Reads of certificates by device or of users, one or many at a time.
+    per_post: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl CountingCerts {
+    fn over(inner: PStore) -> Self {
+        Self {
+            inner: Some(inner),
+            ..Self::default()
+        }
+    }
+
+    fn inner(&self) -> &PStore {
+        self.inner.as_ref().expect("a store")
+    }
+
     fn reads(&self) -> usize {
         self.by_serial.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn post_reads(&self) -> usize {
+        self.per_post.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn count_post_read(&self) {
+        self.per_post
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -909,7 +932,7 @@ impl CertificateStore for CountingCerts {
         &self,
         cert: &CertificateRecord,
     ) -> kontor_provisioning::error::Result<()> {
-        self.inner.insert_certificate(cert).await
+        self.inner().insert_certificate(cert).await
     }
     async fn certificate(
         &self,
@@ -917,19 +940,27 @@ impl CertificateStore for CountingCerts {
     ) -> kontor_provisioning::error::Result<Option<CertificateRecord>> {
         self.by_serial
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.inner.certificate(serial).await
+        self.inner().certificate(serial).await
     }
     async fn certificates_of_device(
         &self,
         device: &DeviceId,
     ) -> kontor_provisioning::error::Result<Vec<CertificateRecord>> {
-        self.inner.certificates_of_device(device).await
+        self.count_post_read();
+        self.inner().certificates_of_device(device).await
     }
     async fn certificates_of_user(
         &self,
         user_id: &str,
     ) -> kontor_provisioning::error::Result<Vec<CertificateRecord>> {
-        self.inner.certificates_of_user(user_id).await
+        self.inner().certificates_of_user(user_id).await
+    }
+    async fn certificates_of_devices(
+        &self,
+        devices: &[DeviceId],
+    ) -> kontor_provisioning::error::Result<Vec<CertificateRecord>> {
+        self.count_post_read();
+        self.inner().certificates_of_devices(devices).await
     }
 }
 
@@ -938,19 +969,27 @@ impl UserDirectory for CountingCerts {
         &self,
         user_id: &str,
     ) -> kontor_provisioning::error::Result<Option<DirectoryUser>> {
-        self.inner.user(user_id).await
+        self.count_post_read();
+        self.inner().user(user_id).await
+    }
+    async fn users(
+        &self,
+        user_ids: &[String],
+    ) -> kontor_provisioning::error::Result<Vec<DirectoryUser>> {
+        self.count_post_read();
+        self.inner().users(user_ids).await
     }
     async fn put_user(&self, user: &DirectoryUser) -> kontor_provisioning::error::Result<()> {
-        self.inner.put_user(user).await
+        self.inner().put_user(user).await
     }
     async fn allow_list_contains(&self, entry: &str) -> kontor_provisioning::error::Result<bool> {
-        self.inner.allow_list_contains(entry).await
+        self.inner().allow_list_contains(entry).await
     }
     async fn add_allow_list_entry(&self, entry: &str) -> kontor_provisioning::error::Result<()> {
-        self.inner.add_allow_list_entry(entry).await
+        self.inner().add_allow_list_entry(entry).await
     }
     async fn remove_allow_list_entry(&self, entry: &str) -> kontor_provisioning::error::Result<()> {
-        self.inner.remove_allow_list_entry(entry).await
+        self.inner().remove_allow_list_entry(entry).await
     }
 }
 
@@ -962,10 +1001,7 @@ async fn authentication_reads_a_certificate_record_once_and_still_refuses_at_onc
     let org = Org::new(&Sqlite, RelayConfig::default()).await;
     let anna = org.enroll("anna@example.org").await;
     let ben = org.enroll("ben@example.org").await;
-    let certs = CountingCerts {
-        inner: org.service.store().clone(),
-        by_serial: Arc::default(),
-    };
+    let certs = CountingCerts::over(org.service.store().clone());
     let relay = Relay::new(
         org.relay.store().clone(),
         certs.clone(),
@@ -1049,4 +1085,79 @@ async fn authentication_reads_a_certificate_record_once_and_still_refuses_at_onc
         3,
         "the kept record served every request since"
     );
+}
+
+/// A group message to many devices checks every recipient's certificate,
+/// user and wipe state, each kind in one read, and still refuses a wiped
+/// or blocked recipient.
+#[tokio::test]
+async fn a_message_to_many_reads_its_recipients_once_per_kind() {
+    let org = Org::new(&Sqlite, RelayConfig::default()).await;
+    let anna = org.enroll("anna@example.org").await;
+    let mut others = Vec::new();
+    for n in 0..6 {
+        others.push(org.enroll(&format!("user{n}@example.org")).await);
+    }
+    let certs = CountingCerts::over(org.service.store().clone());
+    let relay = Relay::new(
+        org.relay.store().clone(),
+        certs.clone(),
+        org.service.deny_list(),
+        LocalBus::default(),
+        org.relay.config().clone(),
+    );
+    let to: Vec<&Device> = others.iter().collect();
+    let before = certs.post_reads();
+    let posted = relay
+        .post_message(&anna.ctx, &envelope(&anna, &to, 1, None, &[], b"to six"))
+        .await
+        .unwrap();
+    assert_eq!(posted.recipients, 6);
+    assert_eq!(
+        certs.post_reads() - before,
+        2,
+        "certificates of six devices and their six users: one read each"
+    );
+
+    // Still checked: a blocked recipient, then a wiped one.
+    let mut user = DirectoryUser {
+        user_id: "user3@example.org".into(),
+        department: None,
+        status: UserStatus::Blocked,
+    };
+    org.service.store().put_user(&user).await.unwrap();
+    let err = relay
+        .post_message(&anna.ctx, &envelope(&anna, &to, 2, None, &[], b"x"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Forbidden(m) if m.contains("user3")),
+        "{err:?}"
+    );
+    user.status = UserStatus::Active;
+    org.service.store().put_user(&user).await.unwrap();
+    org.relay
+        .store()
+        .mark_wiped(others[4].ctx.device_id, 1)
+        .await
+        .unwrap();
+    let err = relay
+        .post_message(&anna.ctx, &envelope(&anna, &to, 3, None, &[], b"x"))
+        .await
+        .unwrap_err();
+    let wiped = others[4].ctx.device_id.to_string();
+    assert!(
+        matches!(&err, Error::UnknownRecipient(d) if *d == wiped),
+        "{err:?}"
+    );
+    // Without the wiped device the message goes to the other five.
+    let to: Vec<&Device> = others
+        .iter()
+        .filter(|d| d.ctx.device_id.to_string() != wiped)
+        .collect();
+    let posted = relay
+        .post_message(&anna.ctx, &envelope(&anna, &to, 4, None, &[], b"x"))
+        .await
+        .unwrap();
+    assert_eq!(posted.recipients, 5);
 }

@@ -855,6 +855,16 @@ async fn device_state_keeps_push_target_last_seen_and_wipe_apart(b: &impl Backen
         })
     );
     assert_eq!(s.device_state(dev(4)).await.unwrap(), None);
+
+    // Which of several devices are wiped, in one read: alice and carol
+    // (bob has a state without a wipe, dev(4) none at all).
+    let mut wiped = s.wiped_devices(&[alice, bob, carol, dev(4)]).await.unwrap();
+    wiped.sort_by_key(|d| *d.as_bytes());
+    let mut expected = vec![alice, carol];
+    expected.sort_by_key(|d| *d.as_bytes());
+    assert_eq!(wiped, expected);
+    assert!(s.wiped_devices(&[bob]).await.unwrap().is_empty());
+    assert!(s.wiped_devices(&[]).await.unwrap().is_empty());
 }
 
 async fn concurrent_retries_on_two_nodes_store_a_message_exactly_once(b: &impl Backend) {
