@@ -406,7 +406,7 @@ pub struct StoreForward {
 }
 
 /// See [`StoreForward`]: user 2i sends `messages / pairs` to user 2i+1.
-pub async fn store_and_forward<P: Peer>(
+pub async fn store_and_forward<P: Peer + Clone>(
     peer: &P,
     pairs: usize,
     messages: usize,
@@ -449,10 +449,14 @@ pub async fn store_and_forward<P: Peer>(
     let start = Instant::now();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut receiving = JoinSet::new();
+    // Every recipient comes online at once: a connect that waits for the
+    // server (XMPP's presence is confirmed by a ping, answered after the
+    // stored messages were pushed) must not hold back the next one.
     for i in 0..pairs {
         let (tracker, received, mut stop) = (tracker.clone(), received.clone(), stop_rx.clone());
-        let (tx, mut rx) = peer.connect(2 * i + 1).await?;
+        let peer = peer.clone();
         receiving.spawn(async move {
+            let (tx, mut rx) = peer.connect(2 * i + 1).await?;
             // The sending half stays open while the user drains.
             let _online = tx;
             let mut hist = histogram();

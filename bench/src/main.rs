@@ -497,9 +497,15 @@ async fn run_system(
                     .tempdir()?;
                 let users = plan.users.max(plan.group_size * plan.group_count);
                 eprintln!("bench:   {workload:?} {size} B (nodes {nodes})");
-                let started = start(system, args, dir.path(), users, size, pinned, nodes)
-                    .await
-                    .context("starting the system")?;
+                let started = tokio::select! {
+                    s = start(system, args, dir.path(), users, size, pinned, nodes) => {
+                        s.context("starting the system")?
+                    }
+                    // Dropping the start kills what it spawned (kill on drop).
+                    signal = interrupts.next() => {
+                        anyhow::bail!("interrupted ({signal}) while starting {}", system_name(system))
+                    }
+                };
                 let work = async {
                     match &started {
                         Started::Kontor(p) => workload_on(p, workload, plan, args).await,
@@ -508,8 +514,8 @@ async fn run_system(
                 };
                 // Ctrl-C or SIGTERM ends the workload, not the process: the
                 // servers still stop and a PostgreSQL deployment's schemas
-                // are still dropped. One that comes during a start or a
-                // stop is kept for the next workload, which then ends at once.
+                // are still dropped. One that comes during a stop is kept
+                // for the next start, which then ends at once.
                 let result = tokio::select! {
                     r = work => r,
                     signal = interrupts.next() => Err(anyhow::anyhow!("interrupted ({signal})")),

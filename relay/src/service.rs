@@ -204,10 +204,15 @@ pub struct Relay<S, P, B> {
 /// What [`Relay::authenticate`] needs of a certificate record, kept by
 /// serial so a device's requests do not read the same record every time.
 /// A record never changes once issued (renewal issues a new serial), and
-/// revocation is checked in the deny list before this is consulted, so a
-/// kept entry cannot let in a certificate the store would refuse. Entries
-/// go after [`IDENTITY_TTL`], so a user's erased records do not stay in
-/// memory for long either.
+/// revocation is checked in the deny list before this is consulted, so on
+/// a node whose deny list is current a kept entry cannot let in a
+/// certificate the store would refuse. (Erasure revokes before it deletes
+/// the records; a node that missed the revocation's announcement learns
+/// it at its next deny-list reload, and until then a kept entry lets the
+/// device in where the deleted record would have refused it.) An entry is
+/// used for [`IDENTITY_TTL`] and dropped by the next expiry run after
+/// that ([`Relay::expire`], every minute in `kontor serve`), so an erased
+/// user's data leaves memory within minutes.
 #[derive(Clone)]
 struct Identity {
     device_id: DeviceId,
@@ -414,6 +419,19 @@ where
         Ok(identity)
     }
 
+    /// Drops the kept identities older than [`IDENTITY_TTL`] at `now`;
+    /// returns how many are left. [`Relay::expire`] calls it; public so a
+    /// test can pass a later `now`.
+    #[doc(hidden)]
+    pub fn forget_identities(&self, now: Instant) -> usize {
+        let mut kept = self
+            .identities
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        kept.retain(|_, i| now.saturating_duration_since(i.at) < IDENTITY_TTL);
+        kept.len()
+    }
+
     /// Whether a device's session is still allowed (checked again on every
     /// request and by live connections, so a revocation or block takes
     /// effect at once).
@@ -532,7 +550,7 @@ where
                 continue;
             }
             match newest.get(&cert.device_id) {
-                Some(have) if have.issued_at >= cert.issued_at => {}
+                Some(have) if (have.issued_at, have.serial) >= (cert.issued_at, cert.serial) => {}
                 _ => {
                     newest.insert(cert.device_id, cert);
                 }
@@ -1170,8 +1188,10 @@ where
         Ok(())
     }
 
-    /// Drops expired messages and attachments; returns (messages, blobs).
+    /// Drops expired messages and attachments, and kept certificate
+    /// identities past their time; returns (messages, blobs).
     pub async fn expire(&self) -> Result<(usize, usize)> {
+        self.forget_identities(Instant::now());
         let now = now_ms();
         Ok((
             self.store.expire_messages(now).await?,

@@ -216,7 +216,8 @@ pub trait CertificateStore: Send + Sync {
         user_id: &str,
     ) -> impl Future<Output = Result<Vec<CertificateRecord>>> + Send;
     /// All certificates of each of `devices`, in one read (a group message
-    /// checks every recipient's), in no particular order.
+    /// checks every recipient's), in no particular order (a device named
+    /// twice may have its certificates twice).
     fn certificates_of_devices(
         &self,
         devices: &[DeviceId],
@@ -249,7 +250,7 @@ pub trait UserDirectory: Send + Sync {
     /// The user, if the directory knows them.
     fn user(&self, user_id: &str) -> impl Future<Output = Result<Option<DirectoryUser>>> + Send;
     /// Those of `user_ids` the directory knows, in one read, in no
-    /// particular order.
+    /// particular order (an id named twice may come back twice).
     fn users(&self, user_ids: &[String])
     -> impl Future<Output = Result<Vec<DirectoryUser>>> + Send;
     /// Creates or replaces a user.

@@ -32,6 +32,9 @@ fn db(e: rusqlite::Error) -> Error {
     Error::Store(e.to_string())
 }
 
+/// How many point lookups [`SqliteStore::lookups`] runs on the calling task.
+const INLINE_LOOKUPS_MAX: usize = 8;
+
 impl SqliteStore {
     /// Opens (creating if needed) the database file and applies migrations.
     pub fn open(path: &Path) -> Result<Self> {
@@ -116,6 +119,21 @@ impl SqliteStore {
             return f(&guard);
         }
         self.call(f).await
+    }
+
+    /// `n` point lookups in one hold of the connection: on the calling task
+    /// as [`SqliteStore::lookup`] when they are few, on the blocking pool
+    /// when they are many (a message may name a thousand recipients).
+    async fn lookups<R, F>(&self, n: usize, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+    {
+        if n <= INLINE_LOOKUPS_MAX {
+            self.lookup(f).await
+        } else {
+            self.call(f).await
+        }
     }
 }
 
@@ -404,7 +422,7 @@ impl CertificateStore for SqliteStore {
         // One statement run per device under one hold of the connection:
         // as fast as an IN list here, without building SQL per count.
         let devices: Vec<String> = devices.iter().map(ToString::to_string).collect();
-        self.lookup(move |conn| {
+        self.lookups(devices.len(), move |conn| {
             let mut out = Vec::new();
             for device in devices {
                 out.extend(certs_where(conn, "device_id = ?1", device)?);
@@ -522,7 +540,7 @@ impl UserDirectory for SqliteStore {
 
     async fn users(&self, user_ids: &[String]) -> Result<Vec<DirectoryUser>> {
         let ids = user_ids.to_vec();
-        self.lookup(move |conn| {
+        self.lookups(ids.len(), move |conn| {
             let mut out = Vec::with_capacity(ids.len());
             for id in ids {
                 out.extend(user_row(conn, id)?);

@@ -1020,7 +1020,9 @@ impl DeviceStateStore for SqliteStore {
 
     async fn wiped_devices(&self, devices: &[DeviceId]) -> Result<Vec<DeviceId>> {
         let devices = devices.to_vec();
-        self.lookup(move |conn| {
+        let n = devices.len();
+        // A few on the calling task; a message to many on the blocking pool.
+        let check = move |conn: &Connection| {
             let mut statement = conn
                 .prepare_cached(
                     "SELECT 1 FROM relay_devices WHERE device = ?1 AND wiped_at_ms IS NOT NULL",
@@ -1033,8 +1035,12 @@ impl DeviceStateStore for SqliteStore {
                 }
             }
             Ok(wiped)
-        })
-        .await
+        };
+        if n <= 8 {
+            self.lookup(check).await
+        } else {
+            self.read(check).await
+        }
     }
 }
 

@@ -1085,6 +1085,14 @@ async fn authentication_reads_a_certificate_record_once_and_still_refuses_at_onc
         3,
         "the kept record served every request since"
     );
+
+    // Kept entries go once past their time (the minute's expiry run).
+    let now = std::time::Instant::now();
+    assert_eq!(relay.forget_identities(now), 1);
+    assert_eq!(
+        relay.forget_identities(now + std::time::Duration::from_secs(301)),
+        0
+    );
 }
 
 /// A group message to many devices checks every recipient's certificate,
