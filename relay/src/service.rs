@@ -451,21 +451,41 @@ where
     }
 
     /// The current certificate of each of `devices` that has one (see
-    /// [`Relay::current_certificate`]), in one read.
+    /// [`Relay::newest_current`]), in one read.
     async fn current_certificates(
         &self,
         devices: &[DeviceId],
     ) -> Result<HashMap<DeviceId, CertificateRecord>> {
-        let mut current: HashMap<DeviceId, CertificateRecord> = HashMap::new();
         if devices.is_empty() {
-            return Ok(current);
+            return Ok(HashMap::new());
         }
-        let now_s = now_ms() / 1000;
         let certs = self
             .certs
             .certificates_of_devices(devices)
             .await
             .map_err(directory_error)?;
+        Ok(self.newest_current(certs))
+    }
+
+    /// The current certificate of a device (see [`Relay::newest_current`]).
+    async fn current_certificate(&self, device_id: DeviceId) -> Result<Option<CertificateRecord>> {
+        let certs = self
+            .certs
+            .certificates_of_device(&device_id)
+            .await
+            .map_err(directory_error)?;
+        Ok(self.newest_current(certs).remove(&device_id))
+    }
+
+    /// Each device's current certificate among `certs`: newest, not
+    /// revoked, not expired (of two issued in the same second, the larger
+    /// serial).
+    fn newest_current(
+        &self,
+        certs: Vec<CertificateRecord>,
+    ) -> HashMap<DeviceId, CertificateRecord> {
+        let now_s = now_ms() / 1000;
+        let mut current: HashMap<DeviceId, CertificateRecord> = HashMap::new();
         for cert in certs {
             if cert.not_after <= now_s || self.deny.contains(&cert.serial) {
                 continue;
@@ -477,22 +497,7 @@ where
                 }
             }
         }
-        Ok(current)
-    }
-
-    /// The current certificate of a device: newest, not revoked, not
-    /// expired (of two issued in the same second, the larger serial).
-    async fn current_certificate(&self, device_id: DeviceId) -> Result<Option<CertificateRecord>> {
-        let now_s = now_ms() / 1000;
-        let certs = self
-            .certs
-            .certificates_of_device(&device_id)
-            .await
-            .map_err(directory_error)?;
-        Ok(certs
-            .into_iter()
-            .filter(|c| c.not_after > now_s && !self.deny.contains(&c.serial))
-            .max_by_key(|c| (c.issued_at, c.serial)))
+        current
     }
 
     /// One device as the key directory shows it, with its user: how a
@@ -538,29 +543,25 @@ where
             self.check_reach(&caller.user_id, user_id, Exchange::Message)
                 .await?;
         }
-        let now_s = now_ms() / 1000;
         let certs = self
             .certs
             .certificates_of_user(user_id)
             .await
             .map_err(directory_error)?;
-        let mut newest: HashMap<DeviceId, CertificateRecord> = HashMap::new();
-        for cert in certs {
-            if cert.not_after <= now_s || self.deny.contains(&cert.serial) {
-                continue;
-            }
-            match newest.get(&cert.device_id) {
-                Some(have) if (have.issued_at, have.serial) >= (cert.issued_at, cert.serial) => {}
-                _ => {
-                    newest.insert(cert.device_id, cert);
-                }
-            }
-        }
+        let newest = self.newest_current(certs);
+        let devices: Vec<DeviceId> = newest.keys().copied().collect();
+        let wiped: HashSet<DeviceId> = if devices.is_empty() {
+            HashSet::new()
+        } else {
+            self.store
+                .wiped_devices(&devices)
+                .await?
+                .into_iter()
+                .collect()
+        };
         let mut out = Vec::new();
         for (device_id, cert) in newest {
-            if let Some(state) = self.store.device_state(device_id).await?
-                && state.wiped_at_ms.is_some()
-            {
+            if wiped.contains(&device_id) {
                 continue;
             }
             out.push(DirectoryDevice {

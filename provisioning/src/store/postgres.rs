@@ -246,14 +246,18 @@ fn cert_raw(row: &Row) -> Result<CertRaw> {
 }
 
 impl PostgresStore {
-    async fn certs_where(&self, clause: &str, value: String) -> Result<Vec<CertificateRecord>> {
+    async fn certs_where(
+        &self,
+        clause: &str,
+        value: &(dyn tokio_postgres::types::ToSql + Sync),
+    ) -> Result<Vec<CertificateRecord>> {
         let conn = self.client().await?;
         let statement = conn
             .prepared(&format!(
                 "SELECT {CERT_COLUMNS} FROM certificates WHERE {clause} ORDER BY issued_at"
             ))
             .await?;
-        let rows = conn.query(&statement, &[&value]).await.map_err(db)?;
+        let rows = conn.query(&statement, &[value]).await.map_err(db)?;
         rows.iter()
             .map(|row| cert_raw(row)?.into_record())
             .collect()
@@ -373,17 +377,18 @@ impl CertificateStore for PostgresStore {
 
     async fn certificate(&self, serial: &CertSerial) -> Result<Option<CertificateRecord>> {
         Ok(self
-            .certs_where("serial = $1", serial.to_string())
+            .certs_where("serial = $1", &serial.to_string())
             .await?
             .pop())
     }
 
     async fn certificates_of_device(&self, device: &DeviceId) -> Result<Vec<CertificateRecord>> {
-        self.certs_where("device_id = $1", device.to_string()).await
+        self.certs_where("device_id = $1", &device.to_string())
+            .await
     }
 
     async fn certificates_of_user(&self, user_id: &str) -> Result<Vec<CertificateRecord>> {
-        self.certs_where("user_id = $1", user_id.to_owned()).await
+        self.certs_where("user_id = $1", &user_id).await
     }
 
     async fn certificates_of_devices(
@@ -391,16 +396,7 @@ impl CertificateStore for PostgresStore {
         devices: &[DeviceId],
     ) -> Result<Vec<CertificateRecord>> {
         let devices: Vec<String> = devices.iter().map(ToString::to_string).collect();
-        let conn = self.client().await?;
-        let statement = conn
-            .prepared(&format!(
-                "SELECT {CERT_COLUMNS} FROM certificates WHERE device_id = ANY($1)"
-            ))
-            .await?;
-        let rows = conn.query(&statement, &[&devices]).await.map_err(db)?;
-        rows.iter()
-            .map(|row| cert_raw(row)?.into_record())
-            .collect()
+        self.certs_where("device_id = ANY($1)", &devices).await
     }
 }
 

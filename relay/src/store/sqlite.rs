@@ -44,6 +44,9 @@ const MIGRATIONS: &[(i64, &str)] = &[
 const READERS: usize = 4;
 /// At most this many writes share one commit.
 const GROUP_MAX: usize = 512;
+/// How many point lookups one batched read runs on the calling task; more
+/// go to the blocking pool (a message may name a thousand recipients).
+const INLINE_LOOKUPS_MAX: usize = 8;
 
 /// The SQLite implementation of every relay store trait.
 #[derive(Clone)]
@@ -1021,7 +1024,6 @@ impl DeviceStateStore for SqliteStore {
     async fn wiped_devices(&self, devices: &[DeviceId]) -> Result<Vec<DeviceId>> {
         let devices = devices.to_vec();
         let n = devices.len();
-        // A few on the calling task; a message to many on the blocking pool.
         let check = move |conn: &Connection| {
             let mut statement = conn
                 .prepare_cached(
@@ -1036,7 +1038,7 @@ impl DeviceStateStore for SqliteStore {
             }
             Ok(wiped)
         };
-        if n <= 8 {
+        if n <= INLINE_LOOKUPS_MAX {
             self.lookup(check).await
         } else {
             self.read(check).await
