@@ -307,11 +307,18 @@ async fn barriers_restrictions_and_a_bulk_block_take_effect_on_real_agents_and_t
         text(&out)
     );
 
-    // Activity: counts only.
-    let activity = admin
-        .call("GET", "/v1/users/ben@acme.test/activity", None)
-        .await
-        .json();
+    // Activity: counts only, written once a second.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let activity = loop {
+        let activity = admin
+            .call("GET", "/v1/users/ben@acme.test/activity", None)
+            .await
+            .json();
+        if activity["days"][0]["sent"] == 1 || std::time::Instant::now() > until {
+            break activity;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     assert_eq!(activity["days"][0]["sent"], 1, "{activity}");
 
     // A broadcast to HR reaches Anna as a message from the administration.

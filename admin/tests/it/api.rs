@@ -1339,3 +1339,68 @@ async fn audit_retention_deletes_old_entries_behind_a_checkpoint_and_records_the
     assert_eq!(trail.json["entries"][0]["action"], "audit.retention");
     assert!(h.audit.verify().unwrap().is_intact());
 }
+
+/// Message counts are summed in memory and written once per
+/// `ACTIVITY_FLUSH` (written per batch of events, they were a second
+/// SQLite writer the relay's writer waited for); refusals still reach the
+/// audit trail at once, and what was counted is written when the events
+/// end.
+#[tokio::test]
+async fn activity_counts_are_written_once_a_second_and_refusals_at_once() {
+    use kontor_admin::policy::PolicyEvent;
+    use kontor_admin::service::ACTIVITY_FLUSH;
+    let h = Harness::new().await;
+    let (events, received) = tokio::sync::mpsc::unbounded_channel();
+    let recorder = tokio::spawn(h.admin.clone().record_events(received));
+    let posted = || PolicyEvent::Posted {
+        from: "anna@acme.test".into(),
+        to: vec!["ben@acme.test".into(), "carl@acme.test".into()],
+    };
+    let store = h.admin.store();
+    let started = std::time::Instant::now();
+    for _ in 0..3 {
+        events.send(posted()).unwrap();
+    }
+    events
+        .send(PolicyEvent::Refused(kontor_relay::service::Refusal {
+            from_user: "anna@acme.test".into(),
+            to_user: Some("dora@acme.test".into()),
+            what: "messages",
+        }))
+        .unwrap();
+    let refused = h.audited_eventually("relay.refused", |_| true).await;
+    assert_eq!(refused.len(), 1, "the refusal waits for nothing");
+    let counted = store.activity("anna@acme.test").await.unwrap();
+    if started.elapsed() < ACTIVITY_FLUSH {
+        assert!(counted.is_empty(), "counts written early: {counted:?}");
+    }
+    let until = started + 10 * ACTIVITY_FLUSH;
+    let sent = loop {
+        let rows = store.activity("anna@acme.test").await.unwrap();
+        if !rows.is_empty() || std::time::Instant::now() > until {
+            break rows;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(
+        started.elapsed() >= ACTIVITY_FLUSH,
+        "written before the flush"
+    );
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!((sent[0].1, sent[0].2), (3, 0));
+    let ben = store.activity("ben@acme.test").await.unwrap();
+    assert_eq!((ben[0].1, ben[0].2), (0, 3));
+
+    // The last counts are written when the events end, without waiting.
+    events.send(posted()).unwrap();
+    events.send(posted()).unwrap();
+    drop(events);
+    let ended = std::time::Instant::now();
+    recorder.await.unwrap();
+    assert!(
+        ended.elapsed() < ACTIVITY_FLUSH,
+        "the end waited for the flush"
+    );
+    let carl = store.activity("carl@acme.test").await.unwrap();
+    assert_eq!((carl[0].1, carl[0].2), (0, 5));
+}
