@@ -1181,4 +1181,19 @@ mod tests {
         }
         assert!(checked > 0);
     }
+
+    /// The bundled SQLite is compiled with `HAVE_FDATASYNC` (the
+    /// workspace's `.cargo/config.toml` sets `LIBSQLITE3_FLAGS`, which
+    /// cargo passes to every build of this workspace, libsqlite3-sys's
+    /// build script included): a commit's sync is fdatasync(2), not an
+    /// fsync(2) that also writes the file's inode. Without the setting,
+    /// this crate is compiled without it too.
+    #[test]
+    fn the_bundled_sqlite_syncs_with_fdatasync() {
+        let flags = option_env!("LIBSQLITE3_FLAGS").unwrap_or_default();
+        assert!(
+            flags.split_whitespace().any(|f| f == "-DHAVE_FDATASYNC=1"),
+            "LIBSQLITE3_FLAGS is {flags:?}"
+        );
+    }
 }
