@@ -516,8 +516,10 @@ where
     /// that committed (and synced) as often as messages came, and the
     /// relay's writer waited for its lock in SQLite's busy handler, in
     /// steps of 1, 2 and 5 ms, before most of its commits under load. A
-    /// crash loses at most the last [`ACTIVITY_FLUSH`] of counts (they are
-    /// statistics, not messages: nothing acknowledged is among them).
+    /// crash, or a stop of `kontor serve` (which does not wait for this
+    /// task), loses at most the last [`ACTIVITY_FLUSH`] of counts: they
+    /// are statistics, not messages, and nothing acknowledged is among
+    /// them.
     pub async fn record_events(
         self: Arc<Self>,
         mut events: tokio::sync::mpsc::UnboundedReceiver<PolicyEvent>,
