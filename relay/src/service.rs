@@ -467,6 +467,19 @@ where
         Ok(self.newest_current(certs))
     }
 
+    /// Which of `devices` are wiped, in one read (none for no devices).
+    async fn wiped_among(&self, devices: &[DeviceId]) -> Result<HashSet<DeviceId>> {
+        if devices.is_empty() {
+            return Ok(HashSet::new());
+        }
+        Ok(self
+            .store
+            .wiped_devices(devices)
+            .await?
+            .into_iter()
+            .collect())
+    }
+
     /// The current certificate of a device (see [`Relay::newest_current`]).
     async fn current_certificate(&self, device_id: DeviceId) -> Result<Option<CertificateRecord>> {
         let certs = self
@@ -550,15 +563,7 @@ where
             .map_err(directory_error)?;
         let newest = self.newest_current(certs);
         let devices: Vec<DeviceId> = newest.keys().copied().collect();
-        let wiped: HashSet<DeviceId> = if devices.is_empty() {
-            HashSet::new()
-        } else {
-            self.store
-                .wiped_devices(&devices)
-                .await?
-                .into_iter()
-                .collect()
-        };
+        let wiped = self.wiped_among(&devices).await?;
         let mut out = Vec::new();
         for (device_id, cert) in newest {
             if wiped.contains(&device_id) {
@@ -695,15 +700,7 @@ where
         // to 49 made 147), then checked delivery by delivery, in order.
         let recipients: Vec<DeviceId> = envelope.deliveries.iter().map(|d| d.recipient).collect();
         let current = self.current_certificates(&recipients).await?;
-        let wiped: HashSet<DeviceId> = if recipients.is_empty() {
-            HashSet::new()
-        } else {
-            self.store
-                .wiped_devices(&recipients)
-                .await?
-                .into_iter()
-                .collect()
-        };
+        let wiped = self.wiped_among(&recipients).await?;
         let mut others: Vec<String> = current
             .values()
             .filter(|c| c.user_id != sender.user_id)
