@@ -90,6 +90,24 @@ impl AdminSession {
             .await
             .unwrap()
     }
+
+    /// `GET path` until `ready` accepts its JSON answer, for up to 10 s
+    /// (the trail and the activity table are written by background
+    /// tasks); returns the last answer.
+    pub async fn get_until(
+        &self,
+        path: &str,
+        ready: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let answer = self.call("GET", path, None).await.json();
+            if ready(&answer) || std::time::Instant::now() > until {
+                return answer;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
 }
 
 /// Creates the data directory and its owner `owner`, then starts the
@@ -230,21 +248,11 @@ async fn barriers_restrictions_and_a_bulk_block_take_effect_on_real_agents_and_t
     );
     assert!(out.status.success(), "{}", text(&out));
     // The refusal is in the trail, found by its filter.
-    let mut refused = serde_json::Value::Null;
-    for _ in 0..50 {
-        refused = admin
-            .call(
-                "GET",
-                "/v1/audit?action=relay.refused&actor=ben@acme.test",
-                None,
-            )
-            .await
-            .json();
-        if !refused["entries"].as_array().unwrap().is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let refused = admin
+        .get_until("/v1/audit?action=relay.refused&actor=ben@acme.test", |a| {
+            !a["entries"].as_array().unwrap().is_empty()
+        })
+        .await;
     // The trail names users by pseudonym; the answer resolves them.
     let target = refused["entries"][0]["target"].as_str().unwrap_or_default();
     assert!(target.starts_with("pseudonym:"), "{refused}");
@@ -308,17 +316,11 @@ async fn barriers_restrictions_and_a_bulk_block_take_effect_on_real_agents_and_t
     );
 
     // Activity: counts only, written once a second.
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let activity = loop {
-        let activity = admin
-            .call("GET", "/v1/users/ben@acme.test/activity", None)
-            .await
-            .json();
-        if activity["days"][0]["sent"] == 1 || std::time::Instant::now() > until {
-            break activity;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    let activity = admin
+        .get_until("/v1/users/ben@acme.test/activity", |a| {
+            a["days"][0]["sent"] == 1
+        })
+        .await;
     assert_eq!(activity["days"][0]["sent"], 1, "{activity}");
 
     // A broadcast to HR reaches Anna as a message from the administration.
