@@ -19,6 +19,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
+use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt, StreamExt};
 use kontor_provisioning::DeviceId;
 use kontor_provisioning::store::{CertificateStore, UserDirectory};
@@ -38,6 +39,9 @@ pub const HSTS: &str = "max-age=63072000; includeSubDomains";
 /// How often a live connection re-reads its queue without a hint, so a
 /// lost bus hint delays a delivery by at most this.
 const POLL_INTERVAL: Duration = Duration::from_secs(20);
+/// How many acknowledgement frames of one live connection may be written
+/// at once; the socket waits while that many are.
+const ACKS_IN_FLIGHT: usize = 4;
 /// The OpenAPI document of the device API.
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
@@ -918,99 +922,126 @@ where
         // (not even the pong) for three rounds is ended.
         let mut heard = tokio::time::Instant::now();
         let mut rounds = 0u32;
-        loop {
-            if look_messages && sent.len() <= limit {
-                relay.still_allowed(&device).await?;
-                let batch = if whole_queue {
-                    let skip: Vec<u64> = sent.iter().copied().collect();
-                    relay.fetch(&device, &skip, limit).await?
-                } else {
-                    relay.fetch_after(&device, sent_up_to, limit).await?
-                };
-                whole_queue = false;
-                let full = batch.len() >= limit;
-                for m in batch {
-                    sent_up_to = sent_up_to.max(m.seq);
-                    let frame = wire::encode_frame(
-                        m.seq,
-                        u64::try_from(m.received_at_ms).unwrap_or(0),
-                        &m.delivery,
-                        &m.body,
-                    );
-                    tx.send(Message::Binary(frame.into()))
-                        .await
-                        .map_err(|e| Error::BadRequest(e.to_string()))?;
-                    sent.insert(m.seq);
-                }
-                look_messages = full;
-            }
-            if look_commands {
-                for c in relay.commands(&device).await? {
-                    if sent_commands.insert(c.id) {
-                        let text = serde_json::json!({ "command": command_view(c) }).to_string();
-                        tx.send(Message::Text(text.into()))
-                            .await
-                            .map_err(|e| Error::BadRequest(e.to_string()))?;
-                    }
-                }
-                look_commands = false;
-            }
-            // Ready at once while a full look left more to read and the
-            // device keeps up; hints, re-reads and acknowledgements
-            // compete with it as equals.
-            let again = look_messages && sent.len() <= limit;
-            tokio::select! {
-                () = std::future::ready(()), if again => {}
-                hint = hints.recv() => {
-                    let Some(first) = hint else {
-                        return Err(Error::Bus("subscription ended".into()));
+        // Acknowledgements are written while the loop goes on sending: an
+        // acknowledgement waits for the writer's synced commit, and a
+        // message that arrives meanwhile must not wait for it too. What
+        // they name leaves `sent` only once written (so a re-read never
+        // sends it again here); at most `ACKS_IN_FLIGHT` frames are being
+        // written, and the socket is not read while that many are.
+        let mut acking = FuturesUnordered::new();
+        let (relay_ref, device_ref) = (&relay, &device);
+        let outcome: Result<()> = async {
+            loop {
+                if look_messages && sent.len() <= limit {
+                    relay.still_allowed(&device).await?;
+                    let batch = if whole_queue {
+                        let skip: Vec<u64> = sent.iter().copied().collect();
+                        relay.fetch(&device, &skip, limit).await?
+                    } else {
+                        relay.fetch_after(&device, sent_up_to, limit).await?
                     };
-                    // A burst of hints (one per message) is one look.
-                    let mut next = Some(first);
-                    while let Some(h) = next {
-                        match h.kind {
-                            HintKind::Message => look_messages = true,
-                            HintKind::Command => look_commands = true,
-                        }
-                        next = hints.try_recv();
-                    }
-                }
-                _ = poll.tick() => {
-                    look_messages = true;
-                    whole_queue = true;
-                    look_commands = true;
-                    rounds += 1;
-                    // The first tick comes at once: no ping then.
-                    if rounds > 1 {
-                        if heard.elapsed() > POLL_INTERVAL * 3 {
-                            return Err(Error::BadRequest("live connection silent".into()));
-                        }
-                        tx.send(Message::Ping(Bytes::new()))
+                    whole_queue = false;
+                    let full = batch.len() >= limit;
+                    for m in batch {
+                        sent_up_to = sent_up_to.max(m.seq);
+                        let frame = wire::encode_frame(
+                            m.seq,
+                            u64::try_from(m.received_at_ms).unwrap_or(0),
+                            &m.delivery,
+                            &m.body,
+                        );
+                        tx.send(Message::Binary(frame.into()))
                             .await
                             .map_err(|e| Error::BadRequest(e.to_string()))?;
+                        sent.insert(m.seq);
                     }
+                    look_messages = full;
                 }
-                incoming = rx.next() => {
-                    heard = tokio::time::Instant::now();
-                    match incoming {
-                        Some(Ok(Message::Text(text))) => {
-                            let frame: ClientFrame = serde_json::from_str(text.as_str())
-                                .map_err(|e| Error::BadRequest(format!("invalid frame: {e}")))?;
-                            // Up to two looks are in flight: one frame may
-                            // acknowledge them all (within the frame size).
-                            for chunk in frame.ack.chunks(limit) {
-                                relay.ack(&device, chunk).await?;
-                            }
-                            for seq in frame.ack {
-                                sent.remove(&seq);
-                            }
+                if look_commands {
+                    for c in relay.commands(&device).await? {
+                        if sent_commands.insert(c.id) {
+                            let text =
+                                serde_json::json!({ "command": command_view(c) }).to_string();
+                            tx.send(Message::Text(text.into()))
+                                .await
+                                .map_err(|e| Error::BadRequest(e.to_string()))?;
                         }
-                        Some(Ok(Message::Close(_))) | None => return Ok(()),
-                        Some(Ok(_)) => {}
-                        Some(Err(e)) => return Err(Error::BadRequest(e.to_string())),
+                    }
+                    look_commands = false;
+                }
+                // Ready at once while a full look left more to read and the
+                // device keeps up; hints, re-reads and acknowledgements
+                // compete with it as equals.
+                let again = look_messages && sent.len() <= limit;
+                tokio::select! {
+                    () = std::future::ready(()), if again => {}
+                    hint = hints.recv() => {
+                        let Some(first) = hint else {
+                            return Err(Error::Bus("subscription ended".into()));
+                        };
+                        // A burst of hints (one per message) is one look.
+                        let mut next = Some(first);
+                        while let Some(h) = next {
+                            match h.kind {
+                                HintKind::Message => look_messages = true,
+                                HintKind::Command => look_commands = true,
+                            }
+                            next = hints.try_recv();
+                        }
+                    }
+                    _ = poll.tick() => {
+                        look_messages = true;
+                        whole_queue = true;
+                        look_commands = true;
+                        rounds += 1;
+                        // The first tick comes at once: no ping then.
+                        if rounds > 1 {
+                            if heard.elapsed() > POLL_INTERVAL * 3 {
+                                return Err(Error::BadRequest("live connection silent".into()));
+                            }
+                            tx.send(Message::Ping(Bytes::new()))
+                                .await
+                                .map_err(|e| Error::BadRequest(e.to_string()))?;
+                        }
+                    }
+                    Some(written) = acking.next(), if !acking.is_empty() => {
+                        let written: Vec<u64> = written?;
+                        for seq in written {
+                            sent.remove(&seq);
+                        }
+                    }
+                    incoming = rx.next(), if acking.len() < ACKS_IN_FLIGHT => {
+                        heard = tokio::time::Instant::now();
+                        match incoming {
+                            Some(Ok(Message::Text(text))) => {
+                                let frame: ClientFrame = serde_json::from_str(text.as_str())
+                                    .map_err(|e| Error::BadRequest(format!("invalid frame: {e}")))?;
+                                // Up to two looks are in flight: one frame may
+                                // acknowledge them all (within the frame size).
+                                if !frame.ack.is_empty() {
+                                    let acks = frame.ack;
+                                    acking.push(async move {
+                                        for chunk in acks.chunks(limit) {
+                                            relay_ref.ack(device_ref, chunk).await?;
+                                        }
+                                        Ok::<_, Error>(acks)
+                                    });
+                                }
+                            }
+                            Some(Ok(Message::Close(_))) | None => return Ok(()),
+                            Some(Ok(_)) => {}
+                            Some(Err(e)) => return Err(Error::BadRequest(e.to_string())),
+                        }
                     }
                 }
             }
         }
+        .await;
+        // However the connection ended, what the device acknowledged
+        // before is written: it is never lost with the socket.
+        while let Some(written) = acking.next().await {
+            written?;
+        }
+        outcome
     }
 }

@@ -22,6 +22,7 @@ use crate::service::{Device, MakeStore, Org, Postgres, envelope, postgres_url};
 on_both_stores!(
     a_message_arrives_live_over_websocket_and_is_acknowledged,
     a_queue_longer_than_one_look_arrives_at_the_pace_of_the_acknowledgements,
+    acknowledgements_sent_before_closing_are_kept_and_only_the_rest_comes_again,
     an_offline_device_fetches_and_acknowledges,
     a_group_of_fifty_each_open_the_message,
     an_attachment_reaches_only_the_recipient,
@@ -326,6 +327,97 @@ async fn a_queue_longer_than_one_look_arrives_at_the_pace_of_the_acknowledgement
         .collect();
     let expected: Vec<String> = (0..10).map(|i| format!("Nachricht {i}")).collect();
     assert_eq!(texts, expected, "in the order they were sent");
+}
+
+/// Acknowledgements are written while the connection goes on (more
+/// frames than are written at once, so the socket also waits for them);
+/// those a device sent just before it closed are still written, and on
+/// the next connection exactly the unacknowledged messages come again.
+async fn acknowledgements_sent_before_closing_are_kept_and_only_the_rest_comes_again<
+    M: MakeStore,
+>(
+    m: &M,
+) {
+    let org = Org::new(m, RelayConfig::default()).await;
+    let anna = org.enroll("anna@example.org").await;
+    let ben = org.enroll("ben@example.org").await;
+    let running = start(&org).await;
+    let (anna_phone, ben_phone) = (
+        Phone::new(&org, &running, &anna),
+        Phone::new(&org, &running, &ben),
+    );
+    for i in 0..12u8 {
+        let posted = anna_phone
+            .post_envelope(envelope(&anna, &[&ben], i + 1, None, &[], &[b'a' + i]))
+            .await;
+        assert_eq!(posted.status, 201, "{:?}", posted.json());
+    }
+    let tls = ben_phone.client.connect().await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async("wss://localhost/v1/ws", tls)
+        .await
+        .unwrap();
+    let frames = exactly(
+        &mut ws,
+        12,
+        "the queue comes at once",
+        Duration::from_millis(300),
+        "a message sent twice",
+    )
+    .await;
+    let seqs: Vec<u64> = frames.iter().map(|f| f.seq).collect();
+    // The first eight, one frame each (twice as many as are written at
+    // once), then the socket is closed at once.
+    for seq in &seqs[..8] {
+        ws.send(Message::Text(
+            serde_json::json!({ "ack": [seq] }).to_string().into(),
+        ))
+        .await
+        .unwrap();
+    }
+    ws.close(None).await.unwrap();
+    drop(ws);
+
+    let mut left = Vec::new();
+    for _ in 0..100 {
+        left = ben_phone.inbox(&anna).await;
+        if left.len() == 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left_seqs: Vec<u64> = left.iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(
+        left_seqs,
+        seqs[8..],
+        "acknowledgements lost with the socket"
+    );
+
+    let tls = ben_phone.client.connect().await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async("wss://localhost/v1/ws", tls)
+        .await
+        .unwrap();
+    let again = exactly(
+        &mut ws,
+        4,
+        "the unacknowledged messages come again",
+        Duration::from_millis(300),
+        "an acknowledged message sent again",
+    )
+    .await;
+    let again: Vec<(u64, Vec<u8>)> = again
+        .into_iter()
+        .map(|f| {
+            let opened =
+                kontor_crypto::open(&f.sealed, &ben.key, None, &anna.key.public()).unwrap();
+            (f.seq, opened.plaintext.to_vec())
+        })
+        .collect();
+    let expected: Vec<(u64, Vec<u8>)> = seqs[8..]
+        .iter()
+        .zip(8u8..)
+        .map(|(seq, i)| (*seq, vec![b'a' + i]))
+        .collect();
+    assert_eq!(again, expected);
 }
 
 async fn an_offline_device_fetches_and_acknowledges<M: MakeStore>(m: &M) {
