@@ -97,6 +97,19 @@ fn client(addr: SocketAddr, root: &[u8], device: &Device) -> DeviceClient {
     .unwrap()
 }
 
+/// A device's live connection.
+type Live =
+    tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
+/// Acknowledges `seqs` in one frame on a live connection.
+async fn ack_live(ws: &mut Live, seqs: &[u64]) {
+    ws.send(Message::Text(
+        serde_json::json!({ "ack": seqs }).to_string().into(),
+    ))
+    .await
+    .unwrap();
+}
+
 /// A device's view of the API.
 struct Phone<'a> {
     client: DeviceClient,
@@ -130,6 +143,16 @@ impl<'a> Phone<'a> {
             .await
     }
 
+    /// Posts one message to `to` per text (ids 1, 2, ...); each accepted.
+    async fn post_each(&self, to: &Device, texts: &[Vec<u8>]) {
+        for (id, text) in (1u8..).zip(texts) {
+            let posted = self
+                .post_envelope(envelope(self.device, &[to], id, None, &[], text))
+                .await;
+            assert_eq!(posted.status, 201, "{:?}", posted.json());
+        }
+    }
+
     /// Fetches, opens (expecting `from` as the sender) and returns (seq, plaintext).
     async fn inbox(&self, from: &Device) -> Vec<(u64, Vec<u8>)> {
         let answer = self.get("/v1/messages").await;
@@ -147,6 +170,16 @@ impl<'a> Phone<'a> {
             .collect()
     }
 
+    /// Opens the live connection (`/v1/ws`); asserts the upgrade.
+    async fn live(&self) -> Live {
+        let tls = self.client.connect().await.unwrap();
+        let (ws, response) = tokio_tungstenite::client_async("wss://localhost/v1/ws", tls)
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 101);
+        ws
+    }
+
     async fn ack(&self, seqs: &[u64]) -> Answer {
         self.send(
             "POST",
@@ -158,21 +191,26 @@ impl<'a> Phone<'a> {
     }
 }
 
-async fn a_message_arrives_live_over_websocket_and_is_acknowledged<M: MakeStore>(m: &M) {
-    let org = Org::new(m, RelayConfig::default()).await;
+/// An organisation with Anna and Ben enrolled, its device API served.
+async fn anna_and_ben<M: MakeStore>(
+    m: &M,
+    config: RelayConfig,
+) -> (Org<M::S>, Device, Device, Running) {
+    let org = Org::new(m, config).await;
     let anna = org.enroll("anna@example.org").await;
     let ben = org.enroll("ben@example.org").await;
     let running = start(&org).await;
+    (org, anna, ben, running)
+}
+
+async fn a_message_arrives_live_over_websocket_and_is_acknowledged<M: MakeStore>(m: &M) {
+    let (org, anna, ben, running) = anna_and_ben(m, RelayConfig::default()).await;
     let (anna_phone, ben_phone) = (
         Phone::new(&org, &running, &anna),
         Phone::new(&org, &running, &ben),
     );
 
-    let tls = ben_phone.client.connect().await.unwrap();
-    let (mut ws, response) = tokio_tungstenite::client_async("wss://localhost/v1/ws", tls)
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 101);
+    let mut ws = ben_phone.live().await;
     let posted = anna_phone
         .post_envelope(envelope(
             &anna,
@@ -196,11 +234,7 @@ async fn a_message_arrives_live_over_websocket_and_is_acknowledged<M: MakeStore>
     };
     let opened = kontor_crypto::open(&frame.sealed, &ben.key, None, &anna.key.public()).unwrap();
     assert_eq!(&opened.plaintext[..], b"Live: Treffen um 10");
-    ws.send(Message::Text(
-        serde_json::json!({ "ack": [frame.seq] }).to_string().into(),
-    ))
-    .await
-    .unwrap();
+    ack_live(&mut ws, &[frame.seq]).await;
     // The acknowledgement is processed before the next fetch sees the queue empty.
     let mut empty = false;
     for _ in 0..50 {
@@ -261,26 +295,15 @@ async fn a_queue_longer_than_one_look_arrives_at_the_pace_of_the_acknowledgement
         fetch_max: 3,
         ..RelayConfig::default()
     };
-    let org = Org::new(m, config).await;
-    let anna = org.enroll("anna@example.org").await;
-    let ben = org.enroll("ben@example.org").await;
-    let running = start(&org).await;
+    let (org, anna, ben, running) = anna_and_ben(m, config).await;
     let (anna_phone, ben_phone) = (
         Phone::new(&org, &running, &anna),
         Phone::new(&org, &running, &ben),
     );
-    for i in 0..10u8 {
-        let text = format!("Nachricht {i}");
-        let posted = anna_phone
-            .post_envelope(envelope(&anna, &[&ben], i + 1, None, &[], text.as_bytes()))
-            .await;
-        assert_eq!(posted.status, 201, "{:?}", posted.json());
-    }
+    let texts: Vec<Vec<u8>> = (0..10).map(|i| format!("Nachricht {i}").into()).collect();
+    anna_phone.post_each(&ben, &texts).await;
 
-    let tls = ben_phone.client.connect().await.unwrap();
-    let (mut ws, _) = tokio_tungstenite::client_async("wss://localhost/v1/ws", tls)
-        .await
-        .unwrap();
+    let mut ws = ben_phone.live().await;
     let mut seen = Vec::new();
     let open = |frame: wire::Frame, seen: &mut Vec<(u64, Vec<u8>)>| {
         let opened =
@@ -301,11 +324,7 @@ async fn a_queue_longer_than_one_look_arrives_at_the_pace_of_the_acknowledgement
         open(frame, &mut seen);
     }
     let acked: Vec<u64> = seen.iter().map(|(seq, _)| *seq).collect();
-    ws.send(Message::Text(
-        serde_json::json!({ "ack": acked }).to_string().into(),
-    ))
-    .await
-    .unwrap();
+    ack_live(&mut ws, &acked).await;
     let rest = exactly(
         &mut ws,
         4,
@@ -338,24 +357,14 @@ async fn acknowledgements_sent_before_closing_are_kept_and_only_the_rest_comes_a
 >(
     m: &M,
 ) {
-    let org = Org::new(m, RelayConfig::default()).await;
-    let anna = org.enroll("anna@example.org").await;
-    let ben = org.enroll("ben@example.org").await;
-    let running = start(&org).await;
+    let (org, anna, ben, running) = anna_and_ben(m, RelayConfig::default()).await;
     let (anna_phone, ben_phone) = (
         Phone::new(&org, &running, &anna),
         Phone::new(&org, &running, &ben),
     );
-    for i in 0..12u8 {
-        let posted = anna_phone
-            .post_envelope(envelope(&anna, &[&ben], i + 1, None, &[], &[b'a' + i]))
-            .await;
-        assert_eq!(posted.status, 201, "{:?}", posted.json());
-    }
-    let tls = ben_phone.client.connect().await.unwrap();
-    let (mut ws, _) = tokio_tungstenite::client_async("wss://localhost/v1/ws", tls)
-        .await
-        .unwrap();
+    let texts: Vec<Vec<u8>> = (0..12u8).map(|i| vec![b'a' + i]).collect();
+    anna_phone.post_each(&ben, &texts).await;
+    let mut ws = ben_phone.live().await;
     let frames = exactly(
         &mut ws,
         12,
@@ -368,11 +377,7 @@ async fn acknowledgements_sent_before_closing_are_kept_and_only_the_rest_comes_a
     // The first eight, one frame each (twice as many as are written at
     // once), then the socket is closed at once.
     for seq in &seqs[..8] {
-        ws.send(Message::Text(
-            serde_json::json!({ "ack": [seq] }).to_string().into(),
-        ))
-        .await
-        .unwrap();
+        ack_live(&mut ws, &[*seq]).await;
     }
     ws.close(None).await.unwrap();
     drop(ws);
@@ -392,10 +397,7 @@ async fn acknowledgements_sent_before_closing_are_kept_and_only_the_rest_comes_a
         "acknowledgements lost with the socket"
     );
 
-    let tls = ben_phone.client.connect().await.unwrap();
-    let (mut ws, _) = tokio_tungstenite::client_async("wss://localhost/v1/ws", tls)
-        .await
-        .unwrap();
+    let mut ws = ben_phone.live().await;
     let again = exactly(
         &mut ws,
         4,
@@ -421,20 +423,14 @@ async fn acknowledgements_sent_before_closing_are_kept_and_only_the_rest_comes_a
 }
 
 async fn an_offline_device_fetches_and_acknowledges<M: MakeStore>(m: &M) {
-    let org = Org::new(m, RelayConfig::default()).await;
-    let anna = org.enroll("anna@example.org").await;
-    let ben = org.enroll("ben@example.org").await;
-    let running = start(&org).await;
+    let (org, anna, ben, running) = anna_and_ben(m, RelayConfig::default()).await;
     let (anna_phone, ben_phone) = (
         Phone::new(&org, &running, &anna),
         Phone::new(&org, &running, &ben),
     );
-    for (i, text) in [b"eins".as_slice(), b"zwei", b"drei"].iter().enumerate() {
-        let answer = anna_phone
-            .post_envelope(envelope(&anna, &[&ben], i as u8, None, &[], text))
-            .await;
-        assert_eq!(answer.status, 201);
-    }
+    anna_phone
+        .post_each(&ben, &[b"eins".into(), b"zwei".into(), b"drei".into()])
+        .await;
     let inbox = ben_phone.inbox(&anna).await;
     let texts: Vec<&[u8]> = inbox.iter().map(|(_, t)| t.as_slice()).collect();
     assert_eq!(texts, [b"eins".as_slice(), b"zwei", b"drei"], "order kept");
@@ -803,10 +799,7 @@ async fn two_nodes_deliver_live_from_a_sender_on_one_to_a_device_connected_to_th
     let b = start_node(&org, router(std::sync::Arc::new(node_b))).await;
     let anna_on_a = Phone::new(&org, &a, &anna);
     let ben_on_b = Phone::new(&org, &b, &ben);
-    let tls = ben_on_b.client.connect().await.unwrap();
-    let (mut ws, _) = tokio_tungstenite::client_async("wss://localhost/v1/ws", tls)
-        .await
-        .unwrap();
+    let mut ws = ben_on_b.live().await;
     // Let node B's NATS subscription settle before the message is posted.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = std::time::Instant::now();
