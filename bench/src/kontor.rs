@@ -310,7 +310,12 @@ async fn start_node(
             "10000",
         ])
         .env("KONTOR_ADMIN_KEY", admin_key)
-        .env("RUST_LOG", "warn")
+        // Warnings only, unless `KONTOR_BENCH_SERVER_LOG` asks for more
+        // (a filter as `RUST_LOG` takes it) to see into one run.
+        .env(
+            "RUST_LOG",
+            std::env::var("KONTOR_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::piped())
         .stderr(log)
         .kill_on_drop(true);
