@@ -39,9 +39,12 @@ pub const HSTS: &str = "max-age=63072000; includeSubDomains";
 /// How often a live connection re-reads its queue without a hint, so a
 /// lost bus hint delays a delivery by at most this.
 const POLL_INTERVAL: Duration = Duration::from_secs(20);
-/// How many acknowledgement frames of one live connection may be written
-/// at once; the socket waits while that many are.
-const ACKS_IN_FLIGHT: usize = 4;
+/// How many acknowledgement writes of one live connection run at once.
+const ACKS_IN_FLIGHT: usize = 2;
+/// How many looks' worth (`fetch_max` each) of acknowledged sequence
+/// numbers one live connection may hold read but not yet written; the
+/// socket is not read above that.
+const ACKS_WAITING_LOOKS: usize = 4;
 /// The OpenAPI document of the device API.
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
@@ -924,12 +927,21 @@ where
         let mut rounds = 0u32;
         // Acknowledgements are written while the loop goes on sending: an
         // acknowledgement waits for the writer's synced commit, and a
-        // message that arrives meanwhile must not wait for it too. What
-        // they name leaves `sent` only once written (so a re-read never
-        // sends it again here); at most `ACKS_IN_FLIGHT` frames are being
-        // written, and the socket is not read while that many are.
+        // message that arrives meanwhile must not wait for it too. The
+        // socket is read on while they are written, so that a device
+        // that acknowledges and closes has its acknowledgements read
+        // before anything else is sent to it: those read wait in
+        // `waiting` (up to `ACKS_WAITING_LOOKS` looks' worth) and go out
+        // in writes of up to a look each, `ACKS_IN_FLIGHT` at once. What
+        // they name leaves `sent` only once written, so a re-read never
+        // sends it again here.
+        let mut waiting: Vec<u64> = Vec::new();
         let mut acking = FuturesUnordered::new();
         let (relay_ref, device_ref) = (&relay, &device);
+        let write_acks = |seqs: Vec<u64>| async move {
+            relay_ref.ack(device_ref, &seqs).await?;
+            Ok::<_, Error>(seqs)
+        };
         let outcome: Result<()> = async {
             loop {
                 if look_messages && sent.len() <= limit {
@@ -973,6 +985,10 @@ where
                 // device keeps up; hints, re-reads and acknowledgements
                 // compete with it as equals.
                 let again = look_messages && sent.len() <= limit;
+                while acking.len() < ACKS_IN_FLIGHT && !waiting.is_empty() {
+                    let seqs: Vec<u64> = waiting.drain(..waiting.len().min(limit)).collect();
+                    acking.push(write_acks(seqs));
+                }
                 tokio::select! {
                     () = std::future::ready(()), if again => {}
                     hint = hints.recv() => {
@@ -1010,7 +1026,7 @@ where
                             sent.remove(&seq);
                         }
                     }
-                    incoming = rx.next(), if acking.len() < ACKS_IN_FLIGHT => {
+                    incoming = rx.next(), if waiting.len() < ACKS_WAITING_LOOKS * limit => {
                         heard = tokio::time::Instant::now();
                         match incoming {
                             Some(Ok(Message::Text(text))) => {
@@ -1018,15 +1034,7 @@ where
                                     .map_err(|e| Error::BadRequest(format!("invalid frame: {e}")))?;
                                 // Up to two looks are in flight: one frame may
                                 // acknowledge them all (within the frame size).
-                                if !frame.ack.is_empty() {
-                                    let acks = frame.ack;
-                                    acking.push(async move {
-                                        for chunk in acks.chunks(limit) {
-                                            relay_ref.ack(device_ref, chunk).await?;
-                                        }
-                                        Ok::<_, Error>(acks)
-                                    });
-                                }
+                                waiting.extend(frame.ack);
                             }
                             Some(Ok(Message::Close(_))) | None => return Ok(()),
                             Some(Ok(_)) => {}
@@ -1039,6 +1047,9 @@ where
         .await;
         // However the connection ended, what the device acknowledged
         // before is written: it is never lost with the socket.
+        for seqs in waiting.chunks(limit) {
+            acking.push(write_acks(seqs.to_vec()));
+        }
         while let Some(written) = acking.next().await {
             written?;
         }
