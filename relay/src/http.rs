@@ -1033,7 +1033,8 @@ where
                                 let frame: ClientFrame = serde_json::from_str(text.as_str())
                                     .map_err(|e| Error::BadRequest(format!("invalid frame: {e}")))?;
                                 // Up to two looks are in flight: one frame may
-                                // acknowledge them all (within the frame size).
+                                // acknowledge them all (within the frame size);
+                                // the writes take a look's worth each.
                                 waiting.extend(frame.ack);
                             }
                             Some(Ok(Message::Close(_))) | None => return Ok(()),

@@ -161,13 +161,15 @@ impl<'a> Phone<'a> {
         wire::decode_batch(&answer.body)
             .unwrap()
             .into_iter()
-            .map(|frame| {
-                let opened =
-                    kontor_crypto::open(&frame.sealed, &self.device.key, None, &from.key.public())
-                        .unwrap();
-                (frame.seq, opened.plaintext.to_vec())
-            })
+            .map(|frame| self.open(&frame, from))
             .collect()
+    }
+
+    /// Opens a delivered frame (expecting `from` as the sender): (seq, plaintext).
+    fn open(&self, frame: &wire::Frame, from: &Device) -> (u64, Vec<u8>) {
+        let opened =
+            kontor_crypto::open(&frame.sealed, &self.device.key, None, &from.key.public()).unwrap();
+        (frame.seq, opened.plaintext.to_vec())
     }
 
     /// Opens the live connection (`/v1/ws`); asserts the upgrade.
@@ -305,11 +307,6 @@ async fn a_queue_longer_than_one_look_arrives_at_the_pace_of_the_acknowledgement
 
     let mut ws = ben_phone.live().await;
     let mut seen = Vec::new();
-    let open = |frame: wire::Frame, seen: &mut Vec<(u64, Vec<u8>)>| {
-        let opened =
-            kontor_crypto::open(&frame.sealed, &ben.key, None, &anna.key.public()).unwrap();
-        seen.push((frame.seq, opened.plaintext.to_vec()));
-    };
     // Two full looks (six messages) come at once, long before the first
     // re-read (20 s); then nothing until they are acknowledged.
     let first = exactly(
@@ -320,9 +317,7 @@ async fn a_queue_longer_than_one_look_arrives_at_the_pace_of_the_acknowledgement
         "more than two looks ahead of the acknowledgements",
     )
     .await;
-    for frame in first {
-        open(frame, &mut seen);
-    }
+    seen.extend(first.iter().map(|f| ben_phone.open(f, &anna)));
     let acked: Vec<u64> = seen.iter().map(|(seq, _)| *seq).collect();
     ack_live(&mut ws, &acked).await;
     let rest = exactly(
@@ -333,9 +328,7 @@ async fn a_queue_longer_than_one_look_arrives_at_the_pace_of_the_acknowledgement
         "a message sent twice",
     )
     .await;
-    for frame in rest {
-        open(frame, &mut seen);
-    }
+    seen.extend(rest.iter().map(|f| ben_phone.open(f, &anna)));
     let mut seqs: Vec<u64> = seen.iter().map(|(seq, _)| *seq).collect();
     seqs.sort_unstable();
     seqs.dedup();
@@ -406,14 +399,7 @@ async fn acknowledgements_sent_before_closing_are_kept_and_only_the_rest_comes_a
         "an acknowledged message sent again",
     )
     .await;
-    let again: Vec<(u64, Vec<u8>)> = again
-        .into_iter()
-        .map(|f| {
-            let opened =
-                kontor_crypto::open(&f.sealed, &ben.key, None, &anna.key.public()).unwrap();
-            (f.seq, opened.plaintext.to_vec())
-        })
-        .collect();
+    let again: Vec<(u64, Vec<u8>)> = again.iter().map(|f| ben_phone.open(f, &anna)).collect();
     let expected: Vec<(u64, Vec<u8>)> = seqs[8..]
         .iter()
         .zip(8u8..)
