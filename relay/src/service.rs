@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use kontor_provisioning::service::DenyList;
 use kontor_provisioning::store::{
-    CertificateRecord, CertificateStore, DirectoryUser, UserDirectory, UserStatus,
+    CertificateRecord, CertificateStore, DeviceKey, DirectoryUser, UserDirectory, UserStatus,
 };
 use kontor_provisioning::{CertSerial, DeviceId};
 use serde::Serialize;
@@ -219,6 +219,24 @@ struct Identity {
     user_id: String,
     identity_key: [u8; 32],
     at: Instant,
+}
+
+/// What [`Relay::newest_current`] compares of a certificate, whole or only
+/// its key: `(device, serial, issued_at, not_after)`.
+trait Validity {
+    fn validity(&self) -> (DeviceId, CertSerial, i64, i64);
+}
+
+impl Validity for CertificateRecord {
+    fn validity(&self) -> (DeviceId, CertSerial, i64, i64) {
+        (self.device_id, self.serial, self.issued_at, self.not_after)
+    }
+}
+
+impl Validity for DeviceKey {
+    fn validity(&self) -> (DeviceId, CertSerial, i64, i64) {
+        (self.device_id, self.serial, self.issued_at, self.not_after)
+    }
 }
 
 /// How long an [`Identity`] is kept.
@@ -450,21 +468,18 @@ where
         }
     }
 
-    /// The current certificate of each of `devices` that has one (see
-    /// [`Relay::newest_current`]), in one read.
-    async fn current_certificates(
-        &self,
-        devices: &[DeviceId],
-    ) -> Result<HashMap<DeviceId, CertificateRecord>> {
+    /// The key of the current certificate of each of `devices` that has
+    /// one (see [`Relay::newest_current`]), in one read.
+    async fn current_keys(&self, devices: &[DeviceId]) -> Result<HashMap<DeviceId, DeviceKey>> {
         if devices.is_empty() {
             return Ok(HashMap::new());
         }
-        let certs = self
+        let keys = self
             .certs
-            .certificates_of_devices(devices)
+            .device_keys(devices)
             .await
             .map_err(directory_error)?;
-        Ok(self.newest_current(certs))
+        Ok(self.newest_current(keys))
     }
 
     /// Which of `devices` are wiped, in one read (none for no devices).
@@ -493,20 +508,22 @@ where
     /// Each device's current certificate among `certs`: newest, not
     /// revoked, not expired (of two issued in the same second, the larger
     /// serial).
-    fn newest_current(
-        &self,
-        certs: Vec<CertificateRecord>,
-    ) -> HashMap<DeviceId, CertificateRecord> {
+    fn newest_current<C: Validity>(&self, certs: Vec<C>) -> HashMap<DeviceId, C> {
         let now_s = now_ms() / 1000;
-        let mut current: HashMap<DeviceId, CertificateRecord> = HashMap::new();
+        let mut current: HashMap<DeviceId, C> = HashMap::new();
         for cert in certs {
-            if cert.not_after <= now_s || self.deny.contains(&cert.serial) {
+            let (device, serial, issued_at, not_after) = cert.validity();
+            if not_after <= now_s || self.deny.contains(&serial) {
                 continue;
             }
-            match current.get(&cert.device_id) {
-                Some(have) if (have.issued_at, have.serial) >= (cert.issued_at, cert.serial) => {}
+            match current.get(&device) {
+                Some(have)
+                    if {
+                        let (_, have_serial, have_issued, _) = have.validity();
+                        (have_issued, have_serial) >= (issued_at, serial)
+                    } => {}
                 _ => {
-                    current.insert(cert.device_id, cert);
+                    current.insert(device, cert);
                 }
             }
         }
@@ -699,7 +716,7 @@ where
         // one go (three reads, however many recipients: a group message
         // to 49 made 147), then checked delivery by delivery, in order.
         let recipients: Vec<DeviceId> = envelope.deliveries.iter().map(|d| d.recipient).collect();
-        let current = self.current_certificates(&recipients).await?;
+        let current = self.current_keys(&recipients).await?;
         let wiped = self.wiped_among(&recipients).await?;
         let mut others: Vec<String> = current
             .values()

@@ -104,6 +104,38 @@ pub struct CertificateRecord {
     pub issued_at: i64,
 }
 
+/// Of one certificate, what decides whether a device can be written to
+/// with an identity key: who it is, until when, which is newest. What a
+/// relay reads of every recipient of every posted message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceKey {
+    /// Serial number of the certificate.
+    pub serial: CertSerial,
+    /// The device.
+    pub device_id: DeviceId,
+    /// The user the device belongs to.
+    pub user_id: String,
+    /// End of validity.
+    pub not_after: i64,
+    /// The X25519 identity key in the certificate.
+    pub identity_key: [u8; 32],
+    /// When the certificate was issued.
+    pub issued_at: i64,
+}
+
+impl From<&CertificateRecord> for DeviceKey {
+    fn from(c: &CertificateRecord) -> Self {
+        DeviceKey {
+            serial: c.serial,
+            device_id: c.device_id,
+            user_id: c.user_id.clone(),
+            not_after: c.not_after,
+            identity_key: c.identity_key,
+            issued_at: c.issued_at,
+        }
+    }
+}
+
 /// A revoked certificate.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RevocationRecord {
@@ -215,13 +247,15 @@ pub trait CertificateStore: Send + Sync {
         &self,
         user_id: &str,
     ) -> impl Future<Output = Result<Vec<CertificateRecord>>> + Send;
-    /// All certificates of each of `devices`, in one read (a group message
-    /// checks every recipient's), in no particular order (a device named
-    /// twice may have its certificates twice).
-    fn certificates_of_devices(
+    /// The [`DeviceKey`] of every certificate of each of `devices`, in one
+    /// read (a posted message checks every recipient's, a group message
+    /// 49 of them), in no particular order (a device named twice may have
+    /// its keys twice). Narrower than the certificates: no DER, no
+    /// enrollment details.
+    fn device_keys(
         &self,
         devices: &[DeviceId],
-    ) -> impl Future<Output = Result<Vec<CertificateRecord>>> + Send;
+    ) -> impl Future<Output = Result<Vec<DeviceKey>>> + Send;
 }
 
 /// Revocations.

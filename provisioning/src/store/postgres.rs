@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use tokio_postgres::{Client, NoTls, Row, Statement};
 
-use super::sqlite::{CERT_COLUMNS, CertRaw, TOKEN_COLUMNS, TokenRecordRaw};
+use super::sqlite::{
+    CERT_COLUMNS, CertRaw, DeviceKeyRaw, KEY_COLUMNS, TOKEN_COLUMNS, TokenRecordRaw,
+};
 use super::*;
 use crate::error::Error;
 
@@ -391,12 +393,28 @@ impl CertificateStore for PostgresStore {
         self.certs_where("user_id = $1", &user_id).await
     }
 
-    async fn certificates_of_devices(
-        &self,
-        devices: &[DeviceId],
-    ) -> Result<Vec<CertificateRecord>> {
+    async fn device_keys(&self, devices: &[DeviceId]) -> Result<Vec<DeviceKey>> {
         let devices: Vec<String> = devices.iter().map(ToString::to_string).collect();
-        self.certs_where("device_id = ANY($1)", &devices).await
+        let conn = self.client().await?;
+        let statement = conn
+            .prepared(&format!(
+                "SELECT {KEY_COLUMNS} FROM certificates WHERE device_id = ANY($1)"
+            ))
+            .await?;
+        let rows = conn.query(&statement, &[&devices]).await.map_err(db)?;
+        rows.iter()
+            .map(|row| {
+                DeviceKeyRaw {
+                    serial: row.try_get(0).map_err(db)?,
+                    device_id: row.try_get(1).map_err(db)?,
+                    user_id: row.try_get(2).map_err(db)?,
+                    not_after: row.try_get(3).map_err(db)?,
+                    identity_key: row.try_get(4).map_err(db)?,
+                    issued_at: row.try_get(5).map_err(db)?,
+                }
+                .into_key()
+            })
+            .collect()
     }
 }
 

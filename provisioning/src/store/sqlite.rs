@@ -224,6 +224,9 @@ impl CertRaw {
 
 pub(super) const CERT_COLUMNS: &str = "serial, device_id, user_id, issuer_generation, not_before, \
      not_after, der, identity_key, platform, device_name, token_id, renewed_from, issued_at";
+/// The columns of a [`DeviceKey`], in [`DeviceKeyRaw`]'s order.
+pub(super) const KEY_COLUMNS: &str =
+    "serial, device_id, user_id, not_after, identity_key, issued_at";
 pub(super) const TOKEN_COLUMNS: &str =
     "id, secret_hash, binding, bound_to, max_uses, uses, created_at, expires_at, revoked_at, label";
 
@@ -242,6 +245,40 @@ fn cert_from_row(row: &Row<'_>) -> rusqlite::Result<CertRaw> {
         token_id: row.get(10)?,
         renewed_from: row.get(11)?,
         issued_at: row.get(12)?,
+    })
+}
+
+/// A [`DeviceKey`] as read, before its serial, device and key are checked.
+pub(super) struct DeviceKeyRaw {
+    pub serial: String,
+    pub device_id: String,
+    pub user_id: String,
+    pub not_after: i64,
+    pub identity_key: Vec<u8>,
+    pub issued_at: i64,
+}
+
+impl DeviceKeyRaw {
+    pub fn into_key(self) -> Result<DeviceKey> {
+        Ok(DeviceKey {
+            serial: serial_from_db(&self.serial)?,
+            device_id: device_from_db(&self.device_id)?,
+            user_id: self.user_id,
+            not_after: self.not_after,
+            identity_key: key32_from_db(&self.identity_key)?,
+            issued_at: self.issued_at,
+        })
+    }
+}
+
+fn key_from_row(row: &Row<'_>) -> rusqlite::Result<DeviceKeyRaw> {
+    Ok(DeviceKeyRaw {
+        serial: row.get(0)?,
+        device_id: row.get(1)?,
+        user_id: row.get(2)?,
+        not_after: row.get(3)?,
+        identity_key: row.get(4)?,
+        issued_at: row.get(5)?,
     })
 }
 
@@ -415,17 +452,24 @@ impl CertificateStore for SqliteStore {
             .await
     }
 
-    async fn certificates_of_devices(
-        &self,
-        devices: &[DeviceId],
-    ) -> Result<Vec<CertificateRecord>> {
+    async fn device_keys(&self, devices: &[DeviceId]) -> Result<Vec<DeviceKey>> {
         // One statement run per device under one hold of the connection:
         // as fast as an IN list here, without building SQL per count.
-        let devices: Vec<String> = devices.iter().map(ToString::to_string).collect();
+        let devices = devices.to_vec();
         self.lookups(devices.len(), move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {KEY_COLUMNS} FROM certificates WHERE device_id = ?1"
+                ))
+                .map_err(db)?;
             let mut out = Vec::new();
             for device in devices {
-                out.extend(certs_where(conn, "device_id = ?1", device)?);
+                let rows = stmt
+                    .query_map([device.to_string()], key_from_row)
+                    .map_err(db)?;
+                for row in rows {
+                    out.push(row.map_err(db)?.into_key()?);
+                }
             }
             Ok(out)
         })
@@ -703,11 +747,17 @@ mod tests {
         for n in 0..5u8 {
             let device = DeviceId::from_bytes([n; 16]);
             store.certificates_of_device(&device).await.unwrap();
-            store.certificates_of_devices(&[device]).await.unwrap();
+            store.device_keys(&[device]).await.unwrap();
         }
         let conn = store.conn.lock().unwrap();
         let statement = conn
             .prepare_cached(&certs_where_sql("device_id = ?1"))
+            .unwrap();
+        assert_eq!(statement.get_status(StatementStatus::RePrepare), 0);
+        let statement = conn
+            .prepare_cached(&format!(
+                "SELECT {KEY_COLUMNS} FROM certificates WHERE device_id = ?1"
+            ))
             .unwrap();
         assert_eq!(statement.get_status(StatementStatus::RePrepare), 0);
     }

@@ -106,12 +106,19 @@ async fn suite<S: Store>(store: &S) {
     };
     store.insert_certificate(&third).await.unwrap();
     let mut many = store
-        .certificates_of_devices(&[device, other_device, DeviceId::random(&mut rng())])
+        .device_keys(&[device, other_device, DeviceId::random(&mut rng())])
         .await
         .unwrap();
-    many.sort_by_key(|c| (c.device_id == other_device, c.issued_at));
-    assert_eq!(many, vec![first.clone(), second.clone(), third.clone()]);
-    assert!(store.certificates_of_devices(&[]).await.unwrap().is_empty());
+    many.sort_by_key(|k| (k.device_id == other_device, k.issued_at));
+    assert_eq!(
+        many,
+        vec![
+            DeviceKey::from(&first),
+            DeviceKey::from(&second),
+            DeviceKey::from(&third)
+        ]
+    );
+    assert!(store.device_keys(&[]).await.unwrap().is_empty());
 
     // Revocations are idempotent.
     let revocation = RevocationRecord {

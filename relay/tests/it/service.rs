@@ -7,8 +7,8 @@ use std::sync::Arc;
 use kontor_crypto::{IdentitySecret, MessageId, Recipient, Sender};
 use kontor_provisioning::service::{EnrollRequest, Service, ServiceConfig};
 use kontor_provisioning::store::{
-    CertificateRecord, CertificateStore, DirectoryUser, SqliteStore as PStore, TokenBinding,
-    UserDirectory, UserStatus,
+    CertificateRecord, CertificateStore, DeviceKey, DirectoryUser, SqliteStore as PStore,
+    TokenBinding, UserDirectory, UserStatus,
 };
 use kontor_provisioning::token::TokenSpec;
 use kontor_provisioning::{CertSerial, DeviceId, Kek, Pki, PkiConfig};
@@ -955,12 +955,12 @@ impl CertificateStore for CountingCerts {
     ) -> kontor_provisioning::error::Result<Vec<CertificateRecord>> {
         self.inner().certificates_of_user(user_id).await
     }
-    async fn certificates_of_devices(
+    async fn device_keys(
         &self,
         devices: &[DeviceId],
-    ) -> kontor_provisioning::error::Result<Vec<CertificateRecord>> {
+    ) -> kontor_provisioning::error::Result<Vec<DeviceKey>> {
         self.count_post_read();
-        self.inner().certificates_of_devices(devices).await
+        self.inner().device_keys(devices).await
     }
 }
 
