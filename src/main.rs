@@ -17,6 +17,13 @@ mod crypto_cmd;
 mod demo;
 mod serve;
 
+/// mimalloc rather than glibc's malloc: the relay allocates and frees
+/// small buffers per request from one worker thread and a writer thread,
+/// where glibc's arenas spent about a tenth of the server's CPU
+/// (BENCHMARKS.md, "2026-12-04, evening").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Kontor: a secure messenger your organisation runs itself.
 #[derive(Debug, Parser)]
 #[command(name = "kontor", version, about, propagate_version = true)]
