@@ -39,12 +39,20 @@ pub const HSTS: &str = "max-age=63072000; includeSubDomains";
 /// How often a live connection re-reads its queue without a hint, so a
 /// lost bus hint delays a delivery by at most this.
 const POLL_INTERVAL: Duration = Duration::from_secs(20);
+/// Frames fed to a live connection gather up to this many bytes before
+/// they are written out (a flush writes them at once): one TLS record's
+/// worth of plaintext.
+const WS_WRITE_BUFFER: usize = 16 * 1024;
 /// How many acknowledgement writes of one live connection run at once.
 const ACKS_IN_FLIGHT: usize = 2;
 /// How many looks' worth (`fetch_max` each) of acknowledged sequence
 /// numbers one live connection may hold read but not yet written; the
 /// socket is not read above that.
 const ACKS_WAITING_LOOKS: usize = 4;
+/// How long a live connection that the relay ends (a send failed because
+/// the device had closed, a revocation, a silent device) still reads what
+/// the device sent before, for the acknowledgements in it.
+const LEFT_WAIT: Duration = Duration::from_millis(50);
 /// The OpenAPI document of the device API.
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
@@ -278,6 +286,30 @@ struct CommandAck {
 #[serde(deny_unknown_fields)]
 struct ClientFrame {
     ack: Vec<u64>,
+}
+
+/// Reads what is left in a live connection's socket after the relay's
+/// side ended it, for at most [`LEFT_WAIT`]: the acknowledgements in it go
+/// to `into` (until it holds `max`), so they are written rather than lost
+/// with the socket. Stops at the end of the stream, a close, a read error
+/// or a frame that is not an acknowledgement.
+async fn read_left<S>(rx: &mut S, into: &mut Vec<u64>, max: usize)
+where
+    S: futures_util::Stream<Item = std::result::Result<Message, axum::Error>> + Unpin,
+{
+    let deadline = tokio::time::Instant::now() + LEFT_WAIT;
+    while into.len() < max {
+        match tokio::time::timeout_at(deadline, rx.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => {
+                match serde_json::from_str::<ClientFrame>(text.as_str()) {
+                    Ok(frame) => into.extend(frame.ack),
+                    Err(_) => return,
+                }
+            }
+            Ok(Some(Ok(Message::Close(_)) | Err(_)) | None) | Err(_) => return,
+            Ok(Some(Ok(_))) => {}
+        }
+    }
 }
 
 /// The bounds on one listener's connections: the I/O shell's share of "a
@@ -876,11 +908,12 @@ where
         // tungstenite allocates its read buffer eagerly (128 KiB by
         // default) for every socket; a device sends only small ack frames,
         // so 1 KiB serves it (the buffer grows for a larger frame) and an
-        // idle connection stays small. Frames go
-        // out as they are sent (each send flushes anyway).
+        // idle connection stays small. The write buffer is allocated only
+        // when written to: the frames of one look gather in it up to
+        // `WS_WRITE_BUFFER` bytes before they are written out.
         Ok(upgrade
             .read_buffer_size(1024)
-            .write_buffer_size(0)
+            .write_buffer_size(WS_WRITE_BUFFER)
             .max_message_size(64 * 1024)
             .on_upgrade(move |socket| async move {
                 let _slot = slot;
@@ -942,6 +975,9 @@ where
             relay_ref.ack(device_ref, &seqs).await?;
             Ok::<_, Error>(seqs)
         };
+        // Whether the device's side ended the connection (closed, or its
+        // socket failed): otherwise what it sent before is read after.
+        let mut read_ended = false;
         let outcome: Result<()> = async {
             loop {
                 if look_messages && sent.len() <= limit {
@@ -954,6 +990,10 @@ where
                     };
                     whole_queue = false;
                     let full = batch.len() >= limit;
+                    let any = !batch.is_empty();
+                    // A look's frames are fed, then flushed once: they
+                    // leave in TLS records of up to `WS_WRITE_BUFFER`
+                    // bytes, not one record and one write per message.
                     for m in batch {
                         sent_up_to = sent_up_to.max(m.seq);
                         let frame = wire::encode_frame(
@@ -962,10 +1002,15 @@ where
                             &m.delivery,
                             &m.body,
                         );
-                        tx.send(Message::Binary(frame.into()))
+                        tx.feed(Message::Binary(frame.into()))
                             .await
                             .map_err(|e| Error::BadRequest(e.to_string()))?;
                         sent.insert(m.seq);
+                    }
+                    if any {
+                        tx.flush()
+                            .await
+                            .map_err(|e| Error::BadRequest(e.to_string()))?;
                     }
                     look_messages = full;
                 }
@@ -1031,21 +1076,36 @@ where
                         match incoming {
                             Some(Ok(Message::Text(text))) => {
                                 let frame: ClientFrame = serde_json::from_str(text.as_str())
-                                    .map_err(|e| Error::BadRequest(format!("invalid frame: {e}")))?;
+                                    .map_err(|e| {
+                                        read_ended = true;
+                                        Error::BadRequest(format!("invalid frame: {e}"))
+                                    })?;
                                 // Up to two looks are in flight: one frame may
                                 // acknowledge them all (within the frame size);
                                 // the writes take a look's worth each.
                                 waiting.extend(frame.ack);
                             }
-                            Some(Ok(Message::Close(_))) | None => return Ok(()),
+                            Some(Ok(Message::Close(_))) | None => {
+                                read_ended = true;
+                                return Ok(());
+                            }
                             Some(Ok(_)) => {}
-                            Some(Err(e)) => return Err(Error::BadRequest(e.to_string())),
+                            Some(Err(e)) => {
+                                read_ended = true;
+                                return Err(Error::BadRequest(e.to_string()));
+                            }
                         }
                     }
                 }
             }
         }
         .await;
+        // Ended on the relay's side (a send into a socket the device had
+        // closed, say): what the device sent before may still wait in the
+        // socket, unread.
+        if !read_ended {
+            read_left(&mut rx, &mut waiting, ACKS_WAITING_LOOKS * limit).await;
+        }
         // However the connection ended, what the device acknowledged
         // before is written: it is never lost with the socket.
         for seqs in waiting.chunks(limit) {
@@ -1055,5 +1115,71 @@ where
             written?;
         }
         outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::stream;
+
+    use super::*;
+
+    fn ack(seqs: &str) -> std::result::Result<Message, axum::Error> {
+        Ok(Message::Text(format!("{{\"ack\":{seqs}}}").into()))
+    }
+
+    async fn left(frames: Vec<std::result::Result<Message, axum::Error>>, max: usize) -> Vec<u64> {
+        let mut rx = stream::iter(frames);
+        let mut into = Vec::new();
+        read_left(&mut rx, &mut into, max).await;
+        into
+    }
+
+    #[tokio::test]
+    async fn acknowledgements_left_in_the_socket_are_read_up_to_a_close() {
+        let frames = vec![
+            ack("[1,2]"),
+            Ok(Message::Ping(Bytes::new())),
+            ack("[3]"),
+            Ok(Message::Close(None)),
+            ack("[4]"),
+        ];
+        assert_eq!(left(frames, 100).await, vec![1, 2, 3]);
+    }
+
+    #[tokio::test]
+    async fn reading_what_is_left_stops_at_a_frame_that_is_no_acknowledgement() {
+        let frames = vec![
+            ack("[1]"),
+            Ok(Message::Text("{\"ack\":[2],\"more\":1}".into())),
+            ack("[3]"),
+        ];
+        assert_eq!(left(frames, 100).await, vec![1]);
+    }
+
+    #[tokio::test]
+    async fn reading_what_is_left_stops_at_a_read_error_and_at_the_bound() {
+        let frames = vec![
+            ack("[1]"),
+            Err(axum::Error::new(std::io::Error::from(
+                std::io::ErrorKind::ConnectionReset,
+            ))),
+            ack("[2]"),
+        ];
+        assert_eq!(left(frames, 100).await, vec![1]);
+        let frames = vec![ack("[1,2]"), ack("[3]"), ack("[4]")];
+        assert_eq!(left(frames, 3).await, vec![1, 2, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_socket_with_nothing_left_is_given_up_after_the_wait() {
+        let mut rx = stream::pending::<std::result::Result<Message, axum::Error>>();
+        let mut into = Vec::new();
+        let started = tokio::time::Instant::now();
+        tokio::time::timeout(Duration::from_secs(10), read_left(&mut rx, &mut into, 100))
+            .await
+            .expect("read_left gives up after LEFT_WAIT");
+        assert!(started.elapsed() >= LEFT_WAIT);
+        assert!(into.is_empty());
     }
 }
