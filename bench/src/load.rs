@@ -641,6 +641,12 @@ where
     let mut down = false;
     for _ in 0..max_steps {
         let o = run(rate).await?;
+        // Progress for whoever watches (a profile taken during a step
+        // needs to know how the step went); results.json has it all.
+        eprintln!(
+            "bench:     step {:.0}/s: delivered {:.0}/s, p50 {:.1} ms, p99 {:.1} ms, server cpu {:.2}",
+            o.offered_per_s, o.delivered_per_s, o.p50_ms, o.p99_ms, o.server_cpu
+        );
         let invalid = o.invalid.is_some();
         let failed = o.p99_ms > p99_limit_ms
             || invalid

@@ -94,6 +94,19 @@ struct RunArgs {
     /// Seconds per rate step.
     #[arg(long, default_value_t = 4.0)]
     step_seconds: f64,
+    /// The 1:1 ladder's first rate (messages per second). A higher start
+    /// with long steps holds a system at one rate, to profile it there.
+    #[arg(long, default_value_t = 1000.0, value_parser = positive_rate)]
+    first_rate: f64,
+}
+
+/// A rate for `--first-rate`: a finite number above zero.
+fn positive_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        Ok(_) => Err(format!("{text} is not a rate above zero")),
+        Err(e) => Err(format!("{text} is not a number: {e}")),
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -246,7 +259,7 @@ fn full_plan(args: &RunArgs) -> Plan {
     Plan {
         users: 200,
         pairs: 50,
-        first_rate: 1000.0,
+        first_rate: args.first_rate,
         rate_factor: 1.5,
         max_steps: 14,
         step_seconds: args.step_seconds,
@@ -965,7 +978,19 @@ fn write_report(results: &Value, dir: &std::path::Path) -> anyhow::Result<()> {
 mod tests {
     use std::sync::Arc;
 
-    use super::sole;
+    use super::{positive_rate, sole};
+
+    #[test]
+    fn a_first_rate_is_a_finite_number_above_zero() {
+        assert_eq!(positive_rate("3375"), Ok(3375.0));
+        assert_eq!(positive_rate("0.5"), Ok(0.5));
+        for bad in ["0", "-1", "inf", "NaN"] {
+            let e = positive_rate(bad).unwrap_err();
+            assert!(e.contains("not a rate above zero"), "{bad}: {e}");
+        }
+        let e = positive_rate("fast").unwrap_err();
+        assert!(e.contains("fast is not a number"), "{e}");
+    }
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_peer_held_by_an_aborted_workload_is_released_for_its_stop() {

@@ -39,10 +39,6 @@ pub const HSTS: &str = "max-age=63072000; includeSubDomains";
 /// How often a live connection re-reads its queue without a hint, so a
 /// lost bus hint delays a delivery by at most this.
 const POLL_INTERVAL: Duration = Duration::from_secs(20);
-/// Frames fed to a live connection gather up to this many bytes before
-/// they are written out (a flush writes them at once): one TLS record's
-/// worth of plaintext.
-const WS_WRITE_BUFFER: usize = 16 * 1024;
 /// How many acknowledgement writes of one live connection run at once.
 const ACKS_IN_FLIGHT: usize = 2;
 /// How many looks' worth (`fetch_max` each) of acknowledged sequence
@@ -292,7 +288,8 @@ struct ClientFrame {
 /// side ended it, for at most [`LEFT_WAIT`]: the acknowledgements in it go
 /// to `into` (until it holds `max`), so they are written rather than lost
 /// with the socket. Stops at the end of the stream, a close, a read error
-/// or a frame that is not an acknowledgement.
+/// or a text frame that is not an acknowledgement (other frames are
+/// skipped, as in the loop).
 async fn read_left<S>(rx: &mut S, into: &mut Vec<u64>, max: usize)
 where
     S: futures_util::Stream<Item = std::result::Result<Message, axum::Error>> + Unpin,
@@ -908,12 +905,11 @@ where
         // tungstenite allocates its read buffer eagerly (128 KiB by
         // default) for every socket; a device sends only small ack frames,
         // so 1 KiB serves it (the buffer grows for a larger frame) and an
-        // idle connection stays small. The write buffer is allocated only
-        // when written to: the frames of one look gather in it up to
-        // `WS_WRITE_BUFFER` bytes before they are written out.
+        // idle connection stays small. Frames go out as they are sent
+        // (each send flushes anyway).
         Ok(upgrade
             .read_buffer_size(1024)
-            .write_buffer_size(WS_WRITE_BUFFER)
+            .write_buffer_size(0)
             .max_message_size(64 * 1024)
             .on_upgrade(move |socket| async move {
                 let _slot = slot;
@@ -990,10 +986,10 @@ where
                     };
                     whole_queue = false;
                     let full = batch.len() >= limit;
-                    let any = !batch.is_empty();
-                    // A look's frames are fed, then flushed once: they
-                    // leave in TLS records of up to `WS_WRITE_BUFFER`
-                    // bytes, not one record and one write per message.
+                    // One write per frame: a look's frames gathered in
+                    // tungstenite's write buffer would leave that buffer
+                    // allocated, at its largest, for the connection's
+                    // life (BENCHMARKS.md, 2026-12-04, evening).
                     for m in batch {
                         sent_up_to = sent_up_to.max(m.seq);
                         let frame = wire::encode_frame(
@@ -1002,15 +998,10 @@ where
                             &m.delivery,
                             &m.body,
                         );
-                        tx.feed(Message::Binary(frame.into()))
+                        tx.send(Message::Binary(frame.into()))
                             .await
                             .map_err(|e| Error::BadRequest(e.to_string()))?;
                         sent.insert(m.seq);
-                    }
-                    if any {
-                        tx.flush()
-                            .await
-                            .map_err(|e| Error::BadRequest(e.to_string()))?;
                     }
                     look_messages = full;
                 }
