@@ -225,6 +225,13 @@ struct Identity {
 /// its key: `(device, serial, issued_at, not_after)`.
 trait Validity {
     fn validity(&self) -> (DeviceId, CertSerial, i64, i64);
+
+    /// Of two certificates of one device the newer is the one issued
+    /// later, then the one with the higher serial.
+    fn rank(&self) -> (i64, CertSerial) {
+        let (_, serial, issued_at, _) = self.validity();
+        (issued_at, serial)
+    }
 }
 
 impl Validity for CertificateRecord {
@@ -516,15 +523,9 @@ where
             if not_after <= now_s || self.deny.contains(&serial) {
                 continue;
             }
-            match current.get(&device) {
-                Some(have)
-                    if {
-                        let (_, have_serial, have_issued, _) = have.validity();
-                        (have_issued, have_serial) >= (issued_at, serial)
-                    } => {}
-                _ => {
-                    current.insert(device, cert);
-                }
+            let rank = (issued_at, serial);
+            if current.get(&device).is_none_or(|have| have.rank() < rank) {
+                current.insert(device, cert);
             }
         }
         current

@@ -247,6 +247,18 @@ fn cert_raw(row: &Row) -> Result<CertRaw> {
     })
 }
 
+/// A row of [`KEY_COLUMNS`].
+fn key_raw(row: &Row) -> Result<DeviceKeyRaw> {
+    Ok(DeviceKeyRaw {
+        serial: row.try_get(0).map_err(db)?,
+        device_id: row.try_get(1).map_err(db)?,
+        user_id: row.try_get(2).map_err(db)?,
+        not_after: row.try_get(3).map_err(db)?,
+        identity_key: row.try_get(4).map_err(db)?,
+        issued_at: row.try_get(5).map_err(db)?,
+    })
+}
+
 impl PostgresStore {
     async fn certs_where(
         &self,
@@ -402,19 +414,7 @@ impl CertificateStore for PostgresStore {
             ))
             .await?;
         let rows = conn.query(&statement, &[&devices]).await.map_err(db)?;
-        rows.iter()
-            .map(|row| {
-                DeviceKeyRaw {
-                    serial: row.try_get(0).map_err(db)?,
-                    device_id: row.try_get(1).map_err(db)?,
-                    user_id: row.try_get(2).map_err(db)?,
-                    not_after: row.try_get(3).map_err(db)?,
-                    identity_key: row.try_get(4).map_err(db)?,
-                    issued_at: row.try_get(5).map_err(db)?,
-                }
-                .into_key()
-            })
-            .collect()
+        rows.iter().map(|row| key_raw(row)?.into_key()).collect()
     }
 }
 

@@ -308,6 +308,11 @@ fn user_row(conn: &Connection, id: String) -> Result<Option<DirectoryUser>> {
     .transpose()
 }
 
+/// The one statement [`SqliteStore::device_keys`] runs per device.
+fn device_keys_sql() -> String {
+    format!("SELECT {KEY_COLUMNS} FROM certificates WHERE device_id = ?1")
+}
+
 fn certs_where_sql(clause: &str) -> String {
     format!("SELECT {CERT_COLUMNS} FROM certificates WHERE {clause} ORDER BY issued_at")
 }
@@ -457,11 +462,7 @@ impl CertificateStore for SqliteStore {
         // as fast as an IN list here, without building SQL per count.
         let devices = devices.to_vec();
         self.lookups(devices.len(), move |conn| {
-            let mut stmt = conn
-                .prepare_cached(&format!(
-                    "SELECT {KEY_COLUMNS} FROM certificates WHERE device_id = ?1"
-                ))
-                .map_err(db)?;
+            let mut stmt = conn.prepare_cached(&device_keys_sql()).map_err(db)?;
             let mut out = Vec::new();
             for device in devices {
                 let rows = stmt
@@ -754,11 +755,7 @@ mod tests {
             .prepare_cached(&certs_where_sql("device_id = ?1"))
             .unwrap();
         assert_eq!(statement.get_status(StatementStatus::RePrepare), 0);
-        let statement = conn
-            .prepare_cached(&format!(
-                "SELECT {KEY_COLUMNS} FROM certificates WHERE device_id = ?1"
-            ))
-            .unwrap();
+        let statement = conn.prepare_cached(&device_keys_sql()).unwrap();
         assert_eq!(statement.get_status(StatementStatus::RePrepare), 0);
     }
 }
