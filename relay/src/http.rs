@@ -284,6 +284,14 @@ struct ClientFrame {
     ack: Vec<u64>,
 }
 
+/// The sequence numbers one text frame of a live connection acknowledges.
+/// Its only form is `{"ack": [seq, ...]}`.
+fn acks_of(text: &str) -> Result<Vec<u64>> {
+    serde_json::from_str::<ClientFrame>(text)
+        .map(|frame| frame.ack)
+        .map_err(|e| Error::BadRequest(format!("invalid frame: {e}")))
+}
+
 /// Reads what is left in a live connection's socket after the relay's
 /// side ended it, for at most [`LEFT_WAIT`]: the acknowledgements in it go
 /// to `into` (until it holds `max`), so they are written rather than lost
@@ -297,12 +305,10 @@ where
     let deadline = tokio::time::Instant::now() + LEFT_WAIT;
     while into.len() < max {
         match tokio::time::timeout_at(deadline, rx.next()).await {
-            Ok(Some(Ok(Message::Text(text)))) => {
-                match serde_json::from_str::<ClientFrame>(text.as_str()) {
-                    Ok(frame) => into.extend(frame.ack),
-                    Err(_) => return,
-                }
-            }
+            Ok(Some(Ok(Message::Text(text)))) => match acks_of(text.as_str()) {
+                Ok(acks) => into.extend(acks),
+                Err(_) => return,
+            },
             Ok(Some(Ok(Message::Close(_)) | Err(_)) | None) | Err(_) => return,
             Ok(Some(Ok(_))) => {}
         }
@@ -510,6 +516,13 @@ pub async fn serve_tls(
             },
             () = &mut shutdown => break,
         };
+        // Without it a small write (a delivered message, a 201) waits in
+        // the kernel for the acknowledgement of the one before (Nagle's
+        // algorithm), which the peer may hold back for its delayed-ACK
+        // timer, 40 ms or more on Linux.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(%addr, error = %e, "cannot turn off Nagle's algorithm");
+        }
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             // Over the connection limit: close at once rather than queue.
             tracing::debug!(%addr, "connection limit reached, closed");
@@ -1066,15 +1079,13 @@ where
                         heard = tokio::time::Instant::now();
                         match incoming {
                             Some(Ok(Message::Text(text))) => {
-                                let frame: ClientFrame = serde_json::from_str(text.as_str())
-                                    .map_err(|e| {
-                                        read_ended = true;
-                                        Error::BadRequest(format!("invalid frame: {e}"))
-                                    })?;
+                                let acks = acks_of(text.as_str()).inspect_err(|_| {
+                                    read_ended = true;
+                                })?;
                                 // Up to two looks are in flight: one frame may
                                 // acknowledge them all (within the frame size);
                                 // the writes take a look's worth each.
-                                waiting.extend(frame.ack);
+                                waiting.extend(acks);
                             }
                             Some(Ok(Message::Close(_))) | None => {
                                 read_ended = true;
