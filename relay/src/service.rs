@@ -519,11 +519,11 @@ where
         let now_s = now_ms() / 1000;
         let mut current: HashMap<DeviceId, C> = HashMap::new();
         for cert in certs {
-            let (device, serial, issued_at, not_after) = cert.validity();
+            let (device, serial, _, not_after) = cert.validity();
             if not_after <= now_s || self.deny.contains(&serial) {
                 continue;
             }
-            let rank = (issued_at, serial);
+            let rank = cert.rank();
             if current.get(&device).is_none_or(|have| have.rank() < rank) {
                 current.insert(device, cert);
             }
