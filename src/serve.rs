@@ -174,6 +174,11 @@ pub struct ServeArgs {
     /// ... and at once.
     #[arg(long, default_value_t = 200)]
     pub message_burst_per_device: u32,
+    /// Milliseconds a posted message waits for the recipient devices
+    /// connected live to this node to acknowledge it before it is stored
+    /// for those that did not; 0 stores every message before delivering it.
+    #[arg(long, default_value_t = 500)]
+    pub handoff_wait_ms: u64,
 }
 
 impl ServeArgs {
@@ -198,6 +203,7 @@ impl ServeArgs {
             messages_per_s: self.messages_per_device_per_s.max(1),
             message_burst: self.message_burst_per_device.max(1),
             live_max: self.connections_max.max(1),
+            handoff_wait: Duration::from_millis(self.handoff_wait_ms),
             ..RelayConfig::default()
         }
     }

@@ -87,6 +87,8 @@ pub struct KontorOptions {
     /// A cgroup (v1 `cpu` controller) per node limiting it to this share of
     /// one core, for the scale-out figure on a small machine.
     pub cpu_share: Option<f64>,
+    /// More arguments for `kontor serve`, after the harness's own.
+    pub serve_args: Vec<String>,
 }
 
 /// A device the harness enrolled.
@@ -329,6 +331,7 @@ async fn start_node(
             deployment,
         ]);
     }
+    cmd.args(&opts.serve_args);
     let mut child = cmd.spawn().context("starting kontor serve")?;
     let stdout = child.stdout.take().context("kontor serve's stdout")?;
     let mut lines = BufReader::new(stdout).lines();

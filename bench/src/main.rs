@@ -98,6 +98,11 @@ struct RunArgs {
     /// with long steps holds a system at one rate, to profile it there.
     #[arg(long, default_value_t = 1000.0, value_parser = positive_rate)]
     first_rate: f64,
+    /// One more argument for every `kontor serve` the harness starts
+    /// (repeat it), to compare settings of one build, e.g.
+    /// `--kontor-serve-arg=--handoff-wait-ms --kontor-serve-arg=0`.
+    #[arg(long, allow_hyphen_values = true)]
+    kontor_serve_arg: Vec<String>,
 }
 
 /// A rate for `--first-rate`: a finite number above zero.
@@ -346,6 +351,7 @@ fn run(args: &RunArgs, plan: Plan) -> anyhow::Result<()> {
         "date": date(),
         "runs": args.runs,
         "pinned": pinned,
+        "kontor_serve_args": args.kontor_serve_arg,
         "systems": {},
     });
     for &system in &args.systems {
@@ -417,6 +423,7 @@ async fn start(
         payload,
         cpu,
         cpu_share,
+        serve_args: args.kontor_serve_arg.clone(),
     };
     let pg = || Store::Postgres {
         url: args.postgres.clone(),

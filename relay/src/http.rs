@@ -29,6 +29,7 @@ use tokio::sync::Semaphore;
 
 use crate::bus::{Bus, HintKind};
 use crate::error::{Error, Result};
+use crate::handoff::Offered;
 use crate::service::{DeviceContext, Relay};
 use crate::store::{CommandRecord, GroupMember, GroupRole, PushTarget, RelayStore};
 use crate::tls::{PeerIdentity, peer_identity};
@@ -940,6 +941,11 @@ where
         socket: WebSocket,
     ) -> Result<()> {
         let mut hints = relay.bus().subscribe(device.device_id).await?;
+        let limit = relay.config().fetch_max;
+        // Messages handed straight to this connection (crate::handoff):
+        // sent, the sender's request waiting for the acknowledgement.
+        let mut inbox = relay.handoffs().open(device.device_id, limit);
+        let mut offered = Offered::default();
         let (mut tx, mut rx) = socket.split();
         // Sent on this connection, not yet acknowledged: never sent twice here.
         let mut sent: HashSet<u64> = HashSet::new();
@@ -960,7 +966,6 @@ where
         // for their acknowledgement: a device that was offline gets its
         // queue at the pace it acknowledges, never more than two looks
         // ahead of it.
-        let limit = relay.config().fetch_max;
         // A phone that changed networks leaves a connection nobody closes;
         // it would hold one of the device's places until TCP gives up.
         // Every re-read also pings, and a connection that sent nothing
@@ -1069,6 +1074,24 @@ where
                                 .map_err(|e| Error::BadRequest(e.to_string()))?;
                         }
                     }
+                    offer = inbox.recv() => {
+                        // Refused (dropped: the sender's request stores
+                        // it) while a look is owed, so that a handed-off
+                        // message never overtakes one already queued for
+                        // this device; while too many wait for their
+                        // acknowledgement; and once the certificate is
+                        // revoked (the next look ends the connection).
+                        if offered.len() >= limit {
+                            offered.forget_given_up();
+                        }
+                        if look_messages || offered.len() >= limit || relay.revoked(&device) {
+                            continue;
+                        }
+                        tx.send(Message::Binary(offer.frame.into()))
+                            .await
+                            .map_err(|e| Error::BadRequest(e.to_string()))?;
+                        offered.sent(offer.seq, offer.taken);
+                    }
                     Some(written) = acking.next(), if !acking.is_empty() => {
                         let written: Vec<u64> = written?;
                         for seq in written {
@@ -1079,9 +1102,10 @@ where
                         heard = tokio::time::Instant::now();
                         match incoming {
                             Some(Ok(Message::Text(text))) => {
-                                let acks = acks_of(text.as_str()).inspect_err(|_| {
+                                let mut acks = acks_of(text.as_str()).inspect_err(|_| {
                                     read_ended = true;
                                 })?;
+                                offered.acknowledge(&mut acks);
                                 // Up to two looks are in flight: one frame may
                                 // acknowledge them all (within the frame size);
                                 // the writes take a look's worth each.
@@ -1108,6 +1132,12 @@ where
         if !read_ended {
             read_left(&mut rx, &mut waiting, ACKS_WAITING_LOOKS * limit).await;
         }
+        // What the device acknowledged of the frames handed to it is
+        // told to their senders; the rest (dropped with `offered` and the
+        // inbox) are stored by them.
+        offered.acknowledge(&mut waiting);
+        drop(inbox);
+        drop(offered);
         // However the connection ended, what the device acknowledged
         // before is written: it is never lost with the socket.
         for seqs in waiting.chunks(limit) {

@@ -18,12 +18,13 @@ use sha2::{Digest, Sha256};
 
 use crate::bus::{Bus, Hint, HintKind};
 use crate::error::{Error, Result};
+use crate::handoff::Handoffs;
 use crate::push::SharedPusher;
 use crate::store::{
     BlobRecord, CommandRecord, Group, GroupMember, GroupRole, NewMessage, PushTarget,
     QueuedMessage, RelayStore, Stored,
 };
-use crate::wire::{EnvelopeLimits, Id16, PostedEnvelope};
+use crate::wire::{self, EnvelopeLimits, Id16, PostedEnvelope};
 
 /// A failure of provisioning's store (the key directory) as the relay's
 /// error: out of reach is `Unavailable` (503), anything else internal.
@@ -65,6 +66,10 @@ pub struct RelayConfig {
     pub live_per_device_max: usize,
     /// Most live connections on this node.
     pub live_max: usize,
+    /// How long a posted message waits for the recipient devices live on
+    /// this node to acknowledge it before it is stored for those that did
+    /// not ([`crate::handoff`]); zero stores every message first.
+    pub handoff_wait: Duration,
 }
 
 impl Default for RelayConfig {
@@ -83,6 +88,7 @@ impl Default for RelayConfig {
             group_members_max: 1_000,
             live_per_device_max: 4,
             live_max: 10_000,
+            handoff_wait: Duration::from_millis(500),
         }
     }
 }
@@ -196,6 +202,7 @@ pub struct Relay<S, P, B> {
     config: RelayConfig,
     buckets: Mutex<HashMap<DeviceId, Bucket>>,
     live: Arc<Mutex<LiveCount>>,
+    handoffs: Arc<Handoffs>,
     pusher: Option<SharedPusher>,
     wiped_listener: Option<tokio::sync::mpsc::UnboundedSender<DeviceId>>,
     identities: Mutex<HashMap<CertSerial, Identity>>,
@@ -318,6 +325,7 @@ where
             config,
             buckets: Mutex::new(HashMap::new()),
             live: Arc::default(),
+            handoffs: Arc::default(),
             pusher: None,
             wiped_listener: None,
             identities: Mutex::new(HashMap::new()),
@@ -359,6 +367,17 @@ where
     /// The configuration.
     pub fn config(&self) -> &RelayConfig {
         &self.config
+    }
+
+    /// The live connections on this node that take handed-off messages.
+    pub fn handoffs(&self) -> &Arc<Handoffs> {
+        &self.handoffs
+    }
+
+    /// Whether a device's certificate is on the deny list (checked in
+    /// memory, for every frame handed to a live connection).
+    pub fn revoked(&self, device: &DeviceContext) -> bool {
+        self.deny.contains(&device.serial)
     }
 
     /// Authenticates a device from its verified client certificate's serial
@@ -785,7 +804,7 @@ where
         }
 
         let now = now_ms();
-        let message = NewMessage {
+        let mut message = NewMessage {
             sender_device: sender.device_id,
             message_id: envelope.message_id,
             group_id: envelope.group_id,
@@ -800,11 +819,24 @@ where
             received_at_ms: now,
             expires_at_ms: now.saturating_add(ms(self.config.message_ttl)),
         };
-        let outcome = self
-            .store
-            .store_message(&message, self.config.queue_len_max)
-            .await?;
-        let new = matches!(outcome, Stored::New(_));
+        let recipients = message.deliveries.len();
+        let taken = self.hand_off(&message).await;
+        let mut index = 0;
+        message.deliveries.retain(|_| {
+            index += 1;
+            !taken[index - 1]
+        });
+        // Every device acknowledged it: each holds it in its own store, so
+        // nothing is left for the relay to keep.
+        let new = if message.deliveries.is_empty() {
+            true
+        } else {
+            let outcome = self
+                .store
+                .store_message(&message, self.config.queue_len_max)
+                .await?;
+            matches!(outcome, Stored::New(_))
+        };
         if new {
             let users: Vec<String> = reached.into_keys().collect();
             self.policy.posted(&sender.user_id, &users);
@@ -815,9 +847,46 @@ where
         }
         Ok(PostOutcome {
             message_id: hex::encode(message.message_id),
-            recipients: message.deliveries.len(),
+            recipients,
             new,
         })
+    }
+
+    /// Offers `message` to the recipient devices live on this node and
+    /// waits up to `handoff_wait` for their acknowledgements: which of
+    /// `message.deliveries` (by index) were acknowledged. A message that
+    /// names attachments is never handed off: storing it is what lets its
+    /// recipients download them.
+    async fn hand_off(&self, message: &NewMessage) -> Vec<bool> {
+        let mut taken = vec![false; message.deliveries.len()];
+        let wait = self.config.handoff_wait;
+        if wait.is_zero() || !message.blob_ids.is_empty() {
+            return taken;
+        }
+        let received_at = u64::try_from(message.received_at_ms).unwrap_or(0);
+        let mut offered = Vec::new();
+        for (i, (device, delivery)) in message.deliveries.iter().enumerate() {
+            let seq = self.handoffs.next_seq();
+            let frame = wire::encode_frame(seq, received_at, delivery, &message.body);
+            if let Some(told) = self.handoffs.offer(*device, seq, frame) {
+                offered.push((i, told));
+            }
+        }
+        if offered.is_empty() {
+            return taken;
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        let told =
+            futures_util::future::join_all(offered.into_iter().map(|(i, told)| async move {
+                let acknowledged =
+                    matches!(tokio::time::timeout_at(deadline, told).await, Ok(Ok(())));
+                (i, acknowledged)
+            }))
+            .await;
+        for (i, acknowledged) in told {
+            taken[i] = acknowledged;
+        }
+        taken
     }
 
     async fn hint(&self, device: DeviceId, kind: HintKind) {

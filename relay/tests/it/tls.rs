@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use kontor_relay::client::{Answer, DeviceClient};
+use kontor_relay::handoff;
 use kontor_relay::http::{ListenerLimits, router, serve_tls};
 use kontor_relay::service::RelayConfig;
 use kontor_relay::store::RelayStore;
@@ -21,6 +22,9 @@ use crate::service::{Device, MakeStore, Org, Postgres, envelope, postgres_url};
 
 on_both_stores!(
     a_message_arrives_live_over_websocket_and_is_acknowledged,
+    a_hand_off_not_acknowledged_in_time_is_stored_and_sent_again,
+    a_message_is_stored_only_for_the_devices_that_did_not_take_it_live,
+    without_hand_off_a_live_message_is_stored_first,
     a_queue_longer_than_one_look_arrives_at_the_pace_of_the_acknowledgements,
     acknowledgements_sent_before_closing_are_kept_and_only_the_rest_comes_again,
     an_offline_device_fetches_and_acknowledges,
@@ -205,6 +209,9 @@ async fn anna_and_ben<M: MakeStore>(
     (org, anna, ben, running)
 }
 
+/// A message for a device that is live on the node is handed straight to
+/// its connection: the sender's 2xx waits for the device's
+/// acknowledgement, and the relay keeps nothing of it.
 async fn a_message_arrives_live_over_websocket_and_is_acknowledged<M: MakeStore>(m: &M) {
     let (org, anna, ben, running) = anna_and_ben(m, RelayConfig::default()).await;
     let (anna_phone, ben_phone) = (
@@ -213,30 +220,153 @@ async fn a_message_arrives_live_over_websocket_and_is_acknowledged<M: MakeStore>
     );
 
     let mut ws = ben_phone.live().await;
+    let post = anna_phone.post_envelope(envelope(
+        &anna,
+        &[&ben],
+        1,
+        None,
+        &[],
+        b"Live: Treffen um 10",
+    ));
+    let receive = async {
+        let frame = next_frame(&mut ws, Duration::from_secs(5))
+            .await
+            .expect("delivered in time");
+        let (seq, text) = ben_phone.open(&frame, &anna);
+        assert_eq!(text, b"Live: Treffen um 10");
+        assert!(handoff::is_handoff_seq(seq), "handed off, not stored first");
+        ack_live(&mut ws, &[seq]).await;
+    };
+    let (posted, ()) = tokio::join!(post, receive);
+    assert_eq!(posted.status, 201, "{:?}", posted.json());
+    assert!(ben_phone.inbox(&anna).await.is_empty(), "stored after all");
+    assert!(
+        next_frame(&mut ws, Duration::from_millis(300))
+            .await
+            .is_none(),
+        "an acknowledged message sent again"
+    );
+}
+
+/// A message for a live device and an offline one: the live device takes
+/// it from the sender's request, the queue keeps it only for the other.
+async fn a_message_is_stored_only_for_the_devices_that_did_not_take_it_live<M: MakeStore>(m: &M) {
+    let (org, anna, ben, running) = anna_and_ben(m, RelayConfig::default()).await;
+    let tablet = org.enroll("ben@example.org").await;
+    let (anna_phone, ben_phone, ben_tablet) = (
+        Phone::new(&org, &running, &anna),
+        Phone::new(&org, &running, &ben),
+        Phone::new(&org, &running, &tablet),
+    );
+    let mut ws = ben_phone.live().await;
+    let post = anna_phone.post_envelope(envelope(
+        &anna,
+        &[&ben, &tablet],
+        1,
+        None,
+        &[],
+        b"An beide Geraete",
+    ));
+    let receive = async {
+        let frame = next_frame(&mut ws, Duration::from_secs(5))
+            .await
+            .expect("delivered in time");
+        let (seq, text) = ben_phone.open(&frame, &anna);
+        assert_eq!(text, b"An beide Geraete");
+        assert!(handoff::is_handoff_seq(seq));
+        ack_live(&mut ws, &[seq]).await;
+    };
+    let (posted, ()) = tokio::join!(post, receive);
+    assert_eq!(posted.status, 201, "{:?}", posted.json());
+    assert_eq!(posted.json()["recipients"], 2);
+    assert!(ben_phone.inbox(&anna).await.is_empty());
+    let queued = ben_tablet.inbox(&anna).await;
+    assert_eq!(queued.len(), 1, "stored for the offline device");
+    assert_eq!(queued[0].1, b"An beide Geraete");
+    assert!(!handoff::is_handoff_seq(queued[0].0));
+}
+
+/// A live device that does not acknowledge a handed-off message within
+/// `handoff_wait`: the message is stored before the sender's 2xx and comes
+/// again from the queue (the device drops the second copy as seen); a
+/// late acknowledgement of the handed-off frame leaves the queue alone.
+async fn a_hand_off_not_acknowledged_in_time_is_stored_and_sent_again<M: MakeStore>(m: &M) {
+    let config = RelayConfig {
+        handoff_wait: Duration::from_millis(200),
+        ..RelayConfig::default()
+    };
+    let (org, anna, ben, running) = anna_and_ben(m, config).await;
+    let (anna_phone, ben_phone) = (
+        Phone::new(&org, &running, &anna),
+        Phone::new(&org, &running, &ben),
+    );
+    let mut ws = ben_phone.live().await;
+    let started = Instant::now();
     let posted = anna_phone
-        .post_envelope(envelope(
-            &anna,
-            &[&ben],
-            1,
-            None,
-            &[],
-            b"Live: Treffen um 10",
-        ))
+        .post_envelope(envelope(&anna, &[&ben], 1, None, &[], b"Bist du da?"))
         .await;
     assert_eq!(posted.status, 201, "{:?}", posted.json());
-    let frame = loop {
-        match tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .expect("delivered in time")
-        {
-            Some(Ok(Message::Binary(bytes))) => break wire::decode_frame(&bytes).unwrap(),
-            Some(Ok(_)) => continue,
-            other => panic!("websocket ended: {other:?}"),
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    assert_eq!(ben_phone.inbox(&anna).await.len(), 1, "stored");
+
+    let frames = exactly(
+        &mut ws,
+        2,
+        "the offer, then the stored copy",
+        Duration::from_millis(300),
+        "a third copy",
+    )
+    .await;
+    let opened: Vec<(u64, Vec<u8>)> = frames.iter().map(|f| ben_phone.open(f, &anna)).collect();
+    assert!(handoff::is_handoff_seq(opened[0].0));
+    assert!(!handoff::is_handoff_seq(opened[1].0));
+    assert_eq!(opened[0].1, b"Bist du da?");
+    assert_eq!(opened[1].1, b"Bist du da?");
+
+    ack_live(&mut ws, &[opened[0].0]).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        ben_phone.inbox(&anna).await.len(),
+        1,
+        "a late hand-off ack kept the queue"
+    );
+    ack_live(&mut ws, &[opened[1].0]).await;
+    let mut empty = false;
+    for _ in 0..50 {
+        if ben_phone.inbox(&anna).await.is_empty() {
+            empty = true;
+            break;
         }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(empty, "acknowledged message still queued");
+}
+
+/// With the hand-off off (`handoff_wait` zero), a message for a live
+/// device is stored before the 2xx, then sent from the queue; its
+/// acknowledgement empties the queue.
+async fn without_hand_off_a_live_message_is_stored_first<M: MakeStore>(m: &M) {
+    let config = RelayConfig {
+        handoff_wait: Duration::ZERO,
+        ..RelayConfig::default()
     };
-    let opened = kontor_crypto::open(&frame.sealed, &ben.key, None, &anna.key.public()).unwrap();
-    assert_eq!(&opened.plaintext[..], b"Live: Treffen um 10");
-    ack_live(&mut ws, &[frame.seq]).await;
+    let (org, anna, ben, running) = anna_and_ben(m, config).await;
+    let (anna_phone, ben_phone) = (
+        Phone::new(&org, &running, &anna),
+        Phone::new(&org, &running, &ben),
+    );
+    let mut ws = ben_phone.live().await;
+    let posted = anna_phone
+        .post_envelope(envelope(&anna, &[&ben], 1, None, &[], b"Gespeichert"))
+        .await;
+    assert_eq!(posted.status, 201, "{:?}", posted.json());
+    let frame = next_frame(&mut ws, Duration::from_secs(5))
+        .await
+        .expect("delivered in time");
+    let (seq, text) = ben_phone.open(&frame, &anna);
+    assert_eq!(text, b"Gespeichert");
+    assert!(!handoff::is_handoff_seq(seq));
+    ack_live(&mut ws, &[seq]).await;
     // The acknowledgement is processed before the next fetch sees the queue empty.
     let mut empty = false;
     for _ in 0..50 {
