@@ -212,6 +212,20 @@ fn refused(answer: &Answer) -> Error {
     }
 }
 
+/// Why a received message's sender key could not be had: only the relay's
+/// definite answer that it knows no such device (to this user) drops the
+/// message for good; anything else (the relay out of reach, a 5xx, the
+/// local store) is an error, so the message is not acknowledged and comes
+/// again.
+fn sender_key_failure(e: Error) -> Error {
+    match e {
+        Error::Refused { code, message } if code == "not_found" => {
+            Error::Dropped(format!("unknown sender device: {message}"))
+        }
+        other => other,
+    }
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -895,7 +909,7 @@ impl Agent {
         let (from_user, key) = self
             .sender_key(sender_device.0)
             .await
-            .map_err(|e| Error::Dropped(format!("unknown sender device: {e}")))?;
+            .map_err(sender_key_failure)?;
         let opened = parsed
             .open(&self.identity, Some(DeviceId(self.device_id)), &key)
             .map_err(|e| Error::Dropped(format!("failed at step {}", e.step())))?;
@@ -1195,4 +1209,32 @@ fn root_der(pem: &str) -> Result<Vec<u8>> {
     CertificateDer::from_pem_slice(pem.as_bytes())
         .map(|c| c.to_vec())
         .map_err(|_| Error::Config("the CA file is not a PEM certificate".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_unknown_sender_device_drops_a_message_for_good() {
+        let unknown = sender_key_failure(Error::Refused {
+            code: "not_found".into(),
+            message: "device not found".into(),
+        });
+        assert!(
+            matches!(unknown, Error::Dropped(ref why) if why.contains("unknown sender device"))
+        );
+        // Kept (not acknowledged, fetched again) for everything passing.
+        for passing in [
+            Error::Unreachable("connection refused".into()),
+            Error::Refused {
+                code: "unavailable".into(),
+                message: "store out of reach".into(),
+            },
+            Error::Corrupt("disk I/O error".into()),
+        ] {
+            let kept = sender_key_failure(passing);
+            assert!(!matches!(kept, Error::Dropped(_)), "{kept}");
+        }
+    }
 }

@@ -15,6 +15,19 @@
 //! apart from the store's: an acknowledgement of one goes to the offer's
 //! waiting sender, never to the store.
 //!
+//! Three rules keep it from costing more than the store:
+//! - **Order.** Once a message is stored for a device, its connections on
+//!   this node are told ([`Handoffs::stored`], before the sender's 2xx);
+//!   each reads its queue before it takes another offer, so a message
+//!   handed off never overtakes one stored before it was posted. (Across
+//!   nodes the store's hint travels over the bus and this is not promised.)
+//! - **A silent device costs one wait.** When an offer's sender gives up
+//!   waiting, that connection takes no more offers until its device
+//!   acknowledges something.
+//! - **Bounded room.** At most `capacity` frames and [`INBOX_BYTES_MAX`]
+//!   bytes wait per connection; a frame is encoded only for a connection
+//!   that takes offers; an offer whose sender gave up is not sent.
+//!
 //! [`Handoffs`] is the node's registry of live connections willing to take
 //! offers (one [`Inbox`] per connection), kept apart from the bus: a
 //! hand-off never crosses nodes (a device live on another node gets the
@@ -48,25 +61,48 @@ pub struct Offer {
     pub taken: oneshot::Sender<()>,
 }
 
-/// One connection's waiting offers. A `VecDeque` rather than a channel:
-/// an idle connection's inbox allocates nothing (a bounded tokio channel
-/// allocates a block of 32 slots at once, about 1.5 KiB per connection),
-/// and its room is given back once it runs empty.
+/// One connection's waiting offers and what its senders must know of it.
+/// A `VecDeque` rather than a channel: an idle connection's inbox
+/// allocates nothing (a bounded tokio channel allocates a block of 32
+/// slots at once, about 1.5 KiB per connection), and its room is given
+/// back once it runs empty.
 #[derive(Debug)]
 struct Slot {
-    queue: Mutex<VecDeque<Offer>>,
+    state: Mutex<SlotState>,
     ready: Notify,
     capacity: usize,
 }
 
+#[derive(Debug, Default)]
+struct SlotState {
+    queue: VecDeque<Offer>,
+    /// Bytes of the frames in `queue`.
+    bytes: usize,
+    /// The connection ended: nothing more is taken.
+    closed: bool,
+    /// A message was stored for this device since the connection last
+    /// read its queue: the next offer is refused and the queue read, so
+    /// that no handed-off message overtakes a stored one.
+    stored: bool,
+    /// An offer went unacknowledged until its sender gave up: no more are
+    /// taken until the device acknowledges something. A connection that
+    /// went silent (a phone that lost its network) thus costs one wait,
+    /// not one per message.
+    stalled: bool,
+}
+
 impl Slot {
-    fn lock(&self) -> MutexGuard<'_, VecDeque<Offer>> {
-        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, SlotState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 /// Room kept in an inbox that ran empty; more is given back.
 const KEPT_ROOM: usize = 4;
+
+/// Most bytes of frames waiting in one inbox (one frame is always taken
+/// into an empty inbox, whatever its size).
+pub const INBOX_BYTES_MAX: usize = 1 << 20;
 
 type Inboxes = HashMap<DeviceId, Vec<(u64, Arc<Slot>)>>;
 
@@ -80,10 +116,11 @@ pub struct Handoffs {
 
 impl Handoffs {
     /// Registers one live connection of `device`; at most `capacity`
-    /// offers wait in it, further ones are refused at once.
+    /// offers (and [`INBOX_BYTES_MAX`]) wait in it, further ones are
+    /// refused at once.
     pub fn open(self: &Arc<Self>, device: DeviceId, capacity: usize) -> Inbox {
         let slot = Arc::new(Slot {
-            queue: Mutex::new(VecDeque::new()),
+            state: Mutex::new(SlotState::default()),
             ready: Notify::new(),
             capacity: capacity.max(1),
         });
@@ -100,34 +137,35 @@ impl Handoffs {
         }
     }
 
+    /// The newest live connection of `device` on this node, if it takes
+    /// offers now; look before encoding a frame for it.
+    pub fn target(&self, device: DeviceId) -> Option<Target> {
+        let inboxes = self.lock();
+        let (_, slot) = inboxes.get(&device)?.last()?;
+        let state = slot.lock();
+        if state.closed || state.stalled || state.stored || state.queue.len() >= slot.capacity {
+            return None;
+        }
+        drop(state);
+        Some(Target {
+            slot: Arc::clone(slot),
+        })
+    }
+
     /// A fresh sequence number for a frame about to be offered.
     pub fn next_seq(&self) -> u64 {
         HANDOFF_SEQ_BASE + self.next_seq.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Offers `frame` to the newest live connection of `device` on this
-    /// node. `None` when there is none or its inbox is full; otherwise the
-    /// receiver is told when the device acknowledged it, and fails when
-    /// the connection refused the offer or ended first.
-    pub fn offer(
-        &self,
-        device: DeviceId,
-        seq: u64,
-        frame: Vec<u8>,
-    ) -> Option<oneshot::Receiver<()>> {
-        // Pushed under the registry's lock: an inbox being dropped is
-        // taken out of the registry first, so nothing lands in it after.
+    /// Tells every live connection of `device` on this node that a
+    /// message was stored for it (after the store committed it, before
+    /// the sender is answered): each reads its queue before it takes
+    /// another offer.
+    pub fn stored(&self, device: DeviceId) {
         let inboxes = self.lock();
-        let (_, slot) = inboxes.get(&device)?.last()?;
-        let mut queue = slot.lock();
-        if queue.len() >= slot.capacity {
-            return None;
+        for (_, slot) in inboxes.get(&device).into_iter().flatten() {
+            slot.lock().stored = true;
         }
-        let (taken, told) = oneshot::channel();
-        queue.push_back(Offer { seq, frame, taken });
-        drop(queue);
-        slot.ready.notify_one();
-        Some(told)
     }
 
     /// How many live connections take offers (for tests and metrics).
@@ -137,6 +175,58 @@ impl Handoffs {
 
     fn lock(&self) -> MutexGuard<'_, Inboxes> {
         self.inboxes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A live connection chosen for an offer ([`Handoffs::target`]).
+#[derive(Debug)]
+pub struct Target {
+    slot: Arc<Slot>,
+}
+
+impl Target {
+    /// Offers `frame`; `None` when the connection ended, stalled, owes a
+    /// look or has no room since it was chosen.
+    pub fn offer(&self, seq: u64, frame: Vec<u8>) -> Option<Handed> {
+        let mut state = self.slot.lock();
+        let full = state.queue.len() >= self.slot.capacity
+            || (state.bytes > 0 && state.bytes + frame.len() > INBOX_BYTES_MAX);
+        if state.closed || state.stalled || state.stored || full {
+            return None;
+        }
+        let (taken, told) = oneshot::channel();
+        state.bytes += frame.len();
+        state.queue.push_back(Offer { seq, frame, taken });
+        drop(state);
+        self.slot.ready.notify_one();
+        Some(Handed {
+            told,
+            slot: Arc::clone(&self.slot),
+        })
+    }
+}
+
+/// An offer made, waiting for the device's acknowledgement.
+#[derive(Debug)]
+pub struct Handed {
+    told: oneshot::Receiver<()>,
+    slot: Arc<Slot>,
+}
+
+impl Handed {
+    /// Whether the device acknowledged the frame by `deadline`. `false`
+    /// when the connection refused it or ended; when the deadline passed,
+    /// the connection also takes no more offers until the device
+    /// acknowledges something.
+    pub async fn acknowledged(self, deadline: tokio::time::Instant) -> bool {
+        match tokio::time::timeout_at(deadline, self.told).await {
+            Ok(Ok(())) => true,
+            Ok(Err(_)) => false,
+            Err(_) => {
+                self.slot.lock().stalled = true;
+                false
+            }
+        }
     }
 }
 
@@ -151,8 +241,8 @@ pub struct Inbox {
 }
 
 impl Inbox {
-    /// The next offer (cancel safe: an offer is taken out only when
-    /// returned).
+    /// The next offer whose sender still waits (cancel safe: an offer is
+    /// taken out only when returned).
     pub async fn recv(&mut self) -> Offer {
         loop {
             if let Some(offer) = self.try_recv() {
@@ -165,24 +255,56 @@ impl Inbox {
     }
 
     fn try_recv(&mut self) -> Option<Offer> {
-        let mut queue = self.slot.lock();
-        let offer = queue.pop_front();
-        if queue.is_empty() && queue.capacity() > KEPT_ROOM {
-            queue.shrink_to(KEPT_ROOM);
+        let mut state = self.slot.lock();
+        let mut offer = None;
+        while let Some(next) = state.queue.pop_front() {
+            state.bytes -= next.frame.len();
+            // A sender that gave up stored the message: sending it here
+            // too would only make a second copy.
+            if !next.taken.is_closed() {
+                offer = Some(next);
+                break;
+            }
+        }
+        if state.queue.is_empty() && state.queue.capacity() > KEPT_ROOM {
+            state.queue.shrink_to(KEPT_ROOM);
         }
         offer
+    }
+
+    /// Whether a message was stored for the device since the last call:
+    /// called before the connection reads its queue (whatever was stored
+    /// before is then in what it reads) and before it takes an offer.
+    pub fn take_stored(&mut self) -> bool {
+        std::mem::take(&mut self.slot.lock().stored)
+    }
+
+    /// The device acknowledged something: a connection stalled by an
+    /// offer its sender gave up on takes offers again.
+    pub fn heard(&mut self) {
+        self.slot.lock().stalled = false;
     }
 }
 
 impl Drop for Inbox {
     fn drop(&mut self) {
-        let mut inboxes = self.handoffs.lock();
-        if let Some(list) = inboxes.get_mut(&self.device) {
-            list.retain(|(id, _)| *id != self.id);
-            if list.is_empty() {
-                inboxes.remove(&self.device);
+        {
+            let mut inboxes = self.handoffs.lock();
+            if let Some(list) = inboxes.get_mut(&self.device) {
+                list.retain(|(id, _)| *id != self.id);
+                if list.is_empty() {
+                    inboxes.remove(&self.device);
+                }
             }
         }
+        // A sender that chose this connection before it left the registry
+        // finds it closed; what waits is refused (dropped) here.
+        let mut state = self.slot.lock();
+        state.closed = true;
+        state.bytes = 0;
+        let waiting = std::mem::take(&mut state.queue);
+        drop(state);
+        drop(waiting);
     }
 }
 
@@ -238,9 +360,18 @@ impl Offered {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::time::{Duration, Instant};
 
     fn device(n: u8) -> DeviceId {
         DeviceId::from_bytes([n; 16])
+    }
+
+    fn offer(handoffs: &Handoffs, device: DeviceId, frame: Vec<u8>) -> Option<Handed> {
+        handoffs.target(device)?.offer(handoffs.next_seq(), frame)
+    }
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(5)
     }
 
     #[tokio::test]
@@ -248,20 +379,20 @@ mod tests {
         let handoffs = Arc::new(Handoffs::default());
         let mut older = handoffs.open(device(1), 4);
         let mut newer = handoffs.open(device(1), 4);
-        let seq = handoffs.next_seq();
-        assert!(is_handoff_seq(seq));
-        let told = handoffs.offer(device(1), seq, vec![7]).expect("offered");
+        let handed = offer(&handoffs, device(1), vec![7]).expect("offered");
         let offer = newer.recv().await;
-        assert_eq!((offer.seq, offer.frame.as_slice()), (seq, &[7u8][..]));
+        assert!(is_handoff_seq(offer.seq));
+        assert_eq!(offer.frame, vec![7]);
         assert!(older.try_recv().is_none(), "only one connection gets it");
 
         let mut offered = Offered::default();
+        let seq = offer.seq;
         offered.sent(offer.seq, offer.taken);
         let mut acks = vec![3, seq, seq + 1, 5];
         offered.acknowledge(&mut acks);
         assert_eq!(acks, vec![3, 5], "store acknowledgements stay");
         assert!(offered.is_empty());
-        told.await.expect("the sender is told");
+        assert!(handed.acknowledged(soon()).await, "the sender is told");
 
         let (given_up, _) = oneshot::channel();
         let (still, _told) = oneshot::channel();
@@ -278,29 +409,82 @@ mod tests {
     #[tokio::test]
     async fn a_refused_or_dropped_offer_fails_its_sender() {
         let handoffs = Arc::new(Handoffs::default());
-        assert!(
-            handoffs.offer(device(2), 1, vec![]).is_none(),
-            "nobody live"
-        );
+        assert!(handoffs.target(device(2)).is_none(), "nobody live");
         let mut inbox = handoffs.open(device(2), 1);
-        let refused = handoffs
-            .offer(device(2), handoffs.next_seq(), vec![])
-            .expect("room");
-        assert!(
-            handoffs
-                .offer(device(2), handoffs.next_seq(), vec![])
-                .is_none(),
-            "inbox full"
-        );
+        let refused = offer(&handoffs, device(2), vec![]).expect("room");
+        assert!(offer(&handoffs, device(2), vec![]).is_none(), "inbox full");
         drop(inbox.recv().await);
-        assert!(refused.await.is_err());
+        assert!(!refused.acknowledged(soon()).await);
 
-        let waiting = handoffs
-            .offer(device(2), handoffs.next_seq(), vec![])
-            .expect("room");
+        let target = handoffs.target(device(2)).expect("room again");
+        let waiting = target.offer(handoffs.next_seq(), vec![]).expect("room");
         drop(inbox);
-        assert!(waiting.await.is_err(), "a closed connection refuses");
+        assert!(
+            !waiting.acknowledged(soon()).await,
+            "a closed connection refuses"
+        );
+        assert!(
+            target.offer(handoffs.next_seq(), vec![]).is_none(),
+            "a connection chosen before it closed takes nothing after"
+        );
         assert_eq!(handoffs.open_inboxes(), 0);
-        assert!(handoffs.offer(device(2), 9, vec![]).is_none());
+        assert!(handoffs.target(device(2)).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_stored_message_is_read_before_the_next_offer_is_taken() {
+        let handoffs = Arc::new(Handoffs::default());
+        let mut inbox = handoffs.open(device(3), 4);
+        let chosen = handoffs.target(device(3)).expect("live");
+        handoffs.stored(device(3));
+        handoffs.stored(device(4)); // nobody live: nothing to tell
+        assert!(handoffs.target(device(3)).is_none());
+        assert!(
+            chosen.offer(handoffs.next_seq(), vec![]).is_none(),
+            "chosen before the store, offered after: refused"
+        );
+        assert!(inbox.take_stored(), "the connection reads its queue");
+        assert!(!inbox.take_stored());
+        assert!(offer(&handoffs, device(3), vec![1]).is_some());
+    }
+
+    #[tokio::test]
+    async fn a_connection_whose_device_does_not_acknowledge_takes_no_more_offers() {
+        let handoffs = Arc::new(Handoffs::default());
+        let mut inbox = handoffs.open(device(5), 4);
+        let handed = offer(&handoffs, device(5), vec![1]).expect("live");
+        let unanswered = inbox.recv().await;
+        assert!(!handed.acknowledged(Instant::now()).await, "gave up");
+        assert!(handoffs.target(device(5)).is_none(), "stalled");
+        inbox.heard();
+        assert!(offer(&handoffs, device(5), vec![2]).is_some());
+        drop(unanswered);
+    }
+
+    #[tokio::test]
+    async fn an_offer_its_sender_gave_up_on_is_not_sent() {
+        let handoffs = Arc::new(Handoffs::default());
+        let mut inbox = handoffs.open(device(6), 4);
+        drop(offer(&handoffs, device(6), vec![1]).expect("live"));
+        let kept = offer(&handoffs, device(6), vec![2]).expect("live");
+        assert_eq!(inbox.recv().await.frame, vec![2], "the first is skipped");
+        assert!(inbox.try_recv().is_none());
+        drop(kept);
+    }
+
+    #[test]
+    fn an_inbox_holds_at_most_its_bytes_but_always_one_frame() {
+        let handoffs = Arc::new(Handoffs::default());
+        let mut inbox = handoffs.open(device(7), 8);
+        let big = offer(&handoffs, device(7), vec![0; INBOX_BYTES_MAX + 1]);
+        assert!(big.is_some(), "an empty inbox takes any one frame");
+        assert!(
+            offer(&handoffs, device(7), vec![0]).is_none(),
+            "over the bytes"
+        );
+        let first = inbox.try_recv().expect("waiting");
+        assert!(offer(&handoffs, device(7), vec![0; 10]).is_some());
+        assert!(offer(&handoffs, device(7), vec![0; 10]).is_some());
+        drop((first, big));
     }
 }

@@ -995,6 +995,9 @@ where
         let outcome: Result<()> = async {
             loop {
                 if look_messages && sent.len() <= limit {
+                    // Whatever was stored before this is in what the look
+                    // reads: offers need not wait for it any more.
+                    inbox.take_stored();
                     relay.still_allowed(&device).await?;
                     let batch = if whole_queue {
                         let skip: Vec<u64> = sent.iter().copied().collect();
@@ -1076,11 +1079,15 @@ where
                     }
                     offer = inbox.recv() => {
                         // Refused (dropped: the sender's request stores
-                        // it) while a look is owed, so that a handed-off
-                        // message never overtakes one already queued for
-                        // this device; while too many wait for their
+                        // it) while a look is owed or a message was stored
+                        // for this device since the last look, so that a
+                        // handed-off message never overtakes one already
+                        // queued; while too many wait for their
                         // acknowledgement; and once the certificate is
                         // revoked (the next look ends the connection).
+                        if inbox.take_stored() {
+                            look_messages = true;
+                        }
                         if offered.len() >= limit {
                             offered.forget_given_up();
                         }
@@ -1105,6 +1112,9 @@ where
                                 let mut acks = acks_of(text.as_str()).inspect_err(|_| {
                                     read_ended = true;
                                 })?;
+                                if !acks.is_empty() {
+                                    inbox.heard();
+                                }
                                 offered.acknowledge(&mut acks);
                                 // Up to two looks are in flight: one frame may
                                 // acknowledge them all (within the frame size);

@@ -835,6 +835,11 @@ where
                 .store
                 .store_message(&message, self.config.queue_len_max)
                 .await?;
+            // Before the sender hears of it: a message it posts next must
+            // not be handed off ahead of this one (crate::handoff).
+            for (device, _) in &message.deliveries {
+                self.handoffs.stored(*device);
+            }
             matches!(outcome, Stored::New(_))
         };
         if new {
@@ -866,23 +871,26 @@ where
         let received_at = u64::try_from(message.received_at_ms).unwrap_or(0);
         let mut offered = Vec::new();
         for (i, (device, delivery)) in message.deliveries.iter().enumerate() {
+            // Encoded only for a connection that takes offers now.
+            let Some(target) = self.handoffs.target(*device) else {
+                continue;
+            };
             let seq = self.handoffs.next_seq();
             let frame = wire::encode_frame(seq, received_at, delivery, &message.body);
-            if let Some(told) = self.handoffs.offer(*device, seq, frame) {
-                offered.push((i, told));
+            if let Some(handed) = target.offer(seq, frame) {
+                offered.push((i, handed));
             }
         }
         if offered.is_empty() {
             return taken;
         }
         let deadline = tokio::time::Instant::now() + wait;
-        let told =
-            futures_util::future::join_all(offered.into_iter().map(|(i, told)| async move {
-                let acknowledged =
-                    matches!(tokio::time::timeout_at(deadline, told).await, Ok(Ok(())));
-                (i, acknowledged)
-            }))
-            .await;
+        let told = futures_util::future::join_all(
+            offered
+                .into_iter()
+                .map(|(i, handed)| async move { (i, handed.acknowledged(deadline).await) }),
+        )
+        .await;
         for (i, acknowledged) in told {
             taken[i] = acknowledged;
         }

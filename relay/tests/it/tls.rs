@@ -23,6 +23,7 @@ use crate::service::{Device, MakeStore, Org, Postgres, envelope, postgres_url};
 on_both_stores!(
     a_message_arrives_live_over_websocket_and_is_acknowledged,
     a_hand_off_not_acknowledged_in_time_is_stored_and_sent_again,
+    a_silent_device_costs_one_wait_and_takes_offers_again_once_it_acknowledges,
     a_message_is_stored_only_for_the_devices_that_did_not_take_it_live,
     without_hand_off_a_live_message_is_stored_first,
     a_queue_longer_than_one_look_arrives_at_the_pace_of_the_acknowledgements,
@@ -209,6 +210,18 @@ async fn anna_and_ben<M: MakeStore>(
     (org, anna, ben, running)
 }
 
+/// Waits until `n` live connections on the org's node take offers: the
+/// upgrade's 101 comes before the connection registers its inbox.
+async fn taking_offers<S: RelayStore>(org: &Org<S>, n: usize) {
+    for _ in 0..250 {
+        if org.relay.handoffs().open_inboxes() >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{n} live connection(s) never took offers");
+}
+
 /// A message for a device that is live on the node is handed straight to
 /// its connection: the sender's 2xx waits for the device's
 /// acknowledgement, and the relay keeps nothing of it.
@@ -220,6 +233,7 @@ async fn a_message_arrives_live_over_websocket_and_is_acknowledged<M: MakeStore>
     );
 
     let mut ws = ben_phone.live().await;
+    taking_offers(&org, 1).await;
     let post = anna_phone.post_envelope(envelope(
         &anna,
         &[&ben],
@@ -259,6 +273,7 @@ async fn a_message_is_stored_only_for_the_devices_that_did_not_take_it_live<M: M
         Phone::new(&org, &running, &tablet),
     );
     let mut ws = ben_phone.live().await;
+    taking_offers(&org, 1).await;
     let post = anna_phone.post_envelope(envelope(
         &anna,
         &[&ben, &tablet],
@@ -301,6 +316,7 @@ async fn a_hand_off_not_acknowledged_in_time_is_stored_and_sent_again<M: MakeSto
         Phone::new(&org, &running, &ben),
     );
     let mut ws = ben_phone.live().await;
+    taking_offers(&org, 1).await;
     let started = Instant::now();
     let posted = anna_phone
         .post_envelope(envelope(&anna, &[&ben], 1, None, &[], b"Bist du da?"))
@@ -342,6 +358,81 @@ async fn a_hand_off_not_acknowledged_in_time_is_stored_and_sent_again<M: MakeSto
     assert!(empty, "acknowledged message still queued");
 }
 
+/// A live device that acknowledges nothing makes one sender wait, not
+/// every sender: after the first offer went unanswered its connection
+/// takes no offers (messages are stored, in order), until the device
+/// acknowledges something.
+async fn a_silent_device_costs_one_wait_and_takes_offers_again_once_it_acknowledges<
+    M: MakeStore,
+>(
+    m: &M,
+) {
+    let wait = Duration::from_secs(1);
+    let config = RelayConfig {
+        handoff_wait: wait,
+        ..RelayConfig::default()
+    };
+    let (org, anna, ben, running) = anna_and_ben(m, config).await;
+    let (anna_phone, ben_phone) = (
+        Phone::new(&org, &running, &anna),
+        Phone::new(&org, &running, &ben),
+    );
+    let mut ws = ben_phone.live().await;
+    taking_offers(&org, 1).await;
+    let started = Instant::now();
+    anna_phone.post_each(&ben, &[b"eins".to_vec()]).await;
+    assert!(started.elapsed() >= wait, "the first sender waited");
+    let started = Instant::now();
+    let posted = anna_phone
+        .post_envelope(envelope(&anna, &[&ben], 2, None, &[], b"zwei"))
+        .await;
+    assert_eq!(posted.status, 201, "{:?}", posted.json());
+    assert!(started.elapsed() < wait, "the second sender did not wait");
+    assert_eq!(ben_phone.inbox(&anna).await.len(), 2, "both stored");
+
+    let frames = exactly(
+        &mut ws,
+        3,
+        "the offer of the first, then both from the queue",
+        Duration::from_millis(300),
+        "a fourth frame",
+    )
+    .await;
+    let opened: Vec<(u64, Vec<u8>)> = frames.iter().map(|f| ben_phone.open(f, &anna)).collect();
+    assert!(handoff::is_handoff_seq(opened[0].0));
+    assert_eq!(opened[0].1, b"eins");
+    assert_eq!(
+        (opened[1].1.as_slice(), opened[2].1.as_slice()),
+        (&b"eins"[..], &b"zwei"[..]),
+        "the queue in order"
+    );
+    assert!(!handoff::is_handoff_seq(opened[1].0) && !handoff::is_handoff_seq(opened[2].0));
+
+    ack_live(&mut ws, &[opened[1].0, opened[2].0]).await;
+    // The queue empties once the relay read the acknowledgement.
+    let mut empty = false;
+    for _ in 0..50 {
+        if ben_phone.inbox(&anna).await.is_empty() {
+            empty = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(empty, "acknowledged messages still queued");
+    let post = anna_phone.post_envelope(envelope(&anna, &[&ben], 3, None, &[], b"drei"));
+    let receive = async {
+        let frame = next_frame(&mut ws, Duration::from_secs(5))
+            .await
+            .expect("delivered in time");
+        let (seq, text) = ben_phone.open(&frame, &anna);
+        assert_eq!(text, b"drei");
+        assert!(handoff::is_handoff_seq(seq), "handed off again");
+        ack_live(&mut ws, &[seq]).await;
+    };
+    let (posted, ()) = tokio::join!(post, receive);
+    assert_eq!(posted.status, 201, "{:?}", posted.json());
+}
+
 /// With the hand-off off (`handoff_wait` zero), a message for a live
 /// device is stored before the 2xx, then sent from the queue; its
 /// acknowledgement empties the queue.
@@ -356,6 +447,7 @@ async fn without_hand_off_a_live_message_is_stored_first<M: MakeStore>(m: &M) {
         Phone::new(&org, &running, &ben),
     );
     let mut ws = ben_phone.live().await;
+    taking_offers(&org, 1).await;
     let posted = anna_phone
         .post_envelope(envelope(&anna, &[&ben], 1, None, &[], b"Gespeichert"))
         .await;
