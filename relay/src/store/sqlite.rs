@@ -8,7 +8,8 @@
 //! to its savepoint and leaves the others in the group alone; a failed
 //! commit fails every write of the group, so nothing is answered as stored
 //! that is not. Under load the group grows by itself while the previous
-//! commit syncs: no timer, no added latency when idle.
+//! commit syncs: no timer, no added latency when idle. A stored message,
+//! the most frequent write, runs without a savepoint (see `Checked`).
 //!
 //! Reads run on a few read-only connections on tokio's blocking pool, so
 //! they do not wait behind the writer's sync (WAL lets readers see the last
@@ -37,6 +38,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         3,
         include_str!("../../migrations/sqlite/0003_queue_len.sql"),
+    ),
+    (
+        4,
+        include_str!("../../migrations/sqlite/0004_queue_len_insert.sql"),
     ),
 ];
 
@@ -249,6 +254,34 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Runs a write in two steps in the next group commit, without a
+    /// savepoint (see [`Checked`]); answers once it is durable.
+    async fn write_checked<R, C, A>(&self, check: C, apply: A) -> Result<R>
+    where
+        R: Send + 'static,
+        C: FnOnce(&Connection) -> Result<Option<R>> + Send + 'static,
+        A: FnOnce(&Connection) -> Result<R> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(Box::new(Checked {
+                check: Some(check),
+                apply: Some(apply),
+                wrote: false,
+                write: Write {
+                    f: None,
+                    result: None,
+                    reply,
+                },
+            }))
+            .map_err(|_| Error::Store("the database writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| Error::Store("the database writer has stopped".into()))?
+    }
+}
+
 fn migrate(mut conn: Connection) -> Result<Connection> {
     configure(&conn)?;
     let tx = immediate(&mut conn)?;
@@ -277,8 +310,18 @@ fn migrate(mut conn: Connection) -> Result<Connection> {
 
 /// One write waiting for the writer thread.
 trait Job: Send {
+    /// Whether the write runs in its own savepoint (see [`Checked`] for
+    /// the writes that do not).
+    fn guarded(&self) -> bool {
+        true
+    }
     /// Runs the write; false if it failed (and must be rolled back).
     fn run(&mut self, conn: &Connection) -> bool;
+    /// For a write without a savepoint that failed: whether it had begun
+    /// to write, so that only undoing the whole group undoes it.
+    fn wrote(&self) -> bool {
+        false
+    }
     /// The write's own error, if it failed.
     fn error(&self) -> Option<Error>;
     /// Answers the caller: with the write's result, or with `failure` if the
@@ -326,6 +369,72 @@ where
     }
 }
 
+/// A write in two steps that runs without a savepoint of its own: `check`
+/// only reads, and either answers at once (`Some`) or lets `apply` write;
+/// `apply` fails only as the database does (full disk, I/O), never for a
+/// reason of the request.
+///
+/// A savepoint is not free here: SQLite copies into its sub-journal every
+/// page that a savepoint's statements touch and that existed when it was
+/// opened, so that `ROLLBACK TO` can restore it. A stored message touches
+/// about ten (its body, its queue entry and that entry's three indexes, the
+/// seen id, the queue length), and in ingest those copies (`memjrnlWrite`,
+/// `subjournalPageIfRequired`) were a quarter of the writer thread. What a
+/// savepoint is for, refusing one write and keeping the group's others, is
+/// what `check` does before anything is written. When `apply` fails after
+/// all, the whole group is undone and every write in it answered with that
+/// failure, as for a failed commit: nothing is answered as stored that
+/// is not.
+struct Checked<R, C, A> {
+    check: Option<C>,
+    apply: Option<A>,
+    wrote: bool,
+    write: Write<R, fn(&Connection) -> Result<R>>,
+}
+
+impl<R, C, A> Job for Checked<R, C, A>
+where
+    R: Send,
+    C: FnOnce(&Connection) -> Result<Option<R>> + Send,
+    A: FnOnce(&Connection) -> Result<R> + Send,
+{
+    fn guarded(&self) -> bool {
+        false
+    }
+
+    fn run(&mut self, conn: &Connection) -> bool {
+        let (Some(check), Some(apply)) = (self.check.take(), self.apply.take()) else {
+            return false;
+        };
+        let checked = std::panic::catch_unwind(AssertUnwindSafe(|| check(conn)))
+            .unwrap_or_else(|_| Err(Error::Store("a database write panicked".into())));
+        let result = match checked {
+            Ok(None) => {
+                self.wrote = true;
+                std::panic::catch_unwind(AssertUnwindSafe(|| apply(conn)))
+                    .unwrap_or_else(|_| Err(Error::Store("a database write panicked".into())))
+            }
+            Ok(Some(answer)) => Ok(answer),
+            Err(e) => Err(e),
+        };
+        let ok = result.is_ok();
+        self.write.result = Some(result);
+        ok
+    }
+
+    fn wrote(&self) -> bool {
+        self.wrote
+    }
+
+    fn error(&self) -> Option<Error> {
+        self.write.error()
+    }
+
+    fn finish(self: Box<Self>, failure: Option<Error>) {
+        Box::new(self.write).finish(failure);
+    }
+}
+
 /// The writer thread: takes what is queued, commits it as one group.
 fn write_loop(conn: &Mutex<Connection>, jobs: &mpsc::Receiver<Box<dyn Job>>) {
     while let Ok(first) = jobs.recv() {
@@ -368,8 +477,13 @@ fn commit_group(conn: &Connection, group: Vec<Box<dyn Job>>) {
         return;
     }
     while let Some(mut job) = rest.next() {
-        let ok = statement(conn, "SAVEPOINT w") && job.run(conn);
-        let closed = if ok {
+        let guarded = job.guarded();
+        let ok = (!guarded || statement(conn, "SAVEPOINT w")) && job.run(conn);
+        let closed = if !guarded {
+            // Failed after it began to write: only the group's rollback
+            // undoes it (see `Checked`).
+            !ok && job.wrote()
+        } else if ok {
             !statement(conn, "RELEASE w")
         } else {
             !(statement(conn, "ROLLBACK TO w") && statement(conn, "RELEASE w"))
@@ -402,7 +516,14 @@ fn commit_group(conn: &Connection, group: Vec<Box<dyn Job>>) {
     }
 }
 
-fn store_message_tx(tx: &Connection, m: &NewMessage, queue_len_max: u64) -> Result<Stored> {
+/// [`MessageStore::store_message`]'s check: `Some` answers without
+/// writing (a message stored before), an error refuses it, `None` lets
+/// [`store_message_apply`] write it.
+fn store_message_check(
+    tx: &Connection,
+    m: &NewMessage,
+    queue_len_max: u64,
+) -> Result<Option<Stored>> {
     let sender = m.sender_device.as_bytes().to_vec();
     let seen: Option<Vec<u8>> = tx
         .prepare_cached("SELECT body_hash FROM relay_seen WHERE sender = ?1 AND message_id = ?2")
@@ -412,7 +533,7 @@ fn store_message_tx(tx: &Connection, m: &NewMessage, queue_len_max: u64) -> Resu
         .map_err(db)?;
     if let Some(hash) = seen {
         return if hash == m.body_hash {
-            Ok(Stored::Duplicate)
+            Ok(Some(Stored::Duplicate))
         } else {
             Err(Error::Replay)
         };
@@ -429,6 +550,12 @@ fn store_message_tx(tx: &Connection, m: &NewMessage, queue_len_max: u64) -> Resu
             return Err(Error::QueueFull(device.to_string()));
         }
     }
+    Ok(None)
+}
+
+/// Writes a message [`store_message_check`] let through.
+fn store_message_apply(tx: &Connection, m: &NewMessage) -> Result<Stored> {
+    let sender = m.sender_device.as_bytes().to_vec();
     tx.prepare_cached(
         "INSERT INTO relay_seen (sender, message_id, body_hash, expires_at_ms) VALUES (?1, ?2, ?3, ?4)",
     )
@@ -452,6 +579,13 @@ fn store_message_tx(tx: &Connection, m: &NewMessage, queue_len_max: u64) -> Resu
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )
             .map_err(db)?;
+        // Kept here, not by a trigger (migration 0004).
+        let mut count = tx
+            .prepare_cached(
+                "INSERT INTO relay_queue_len (device, n) VALUES (?1, 1) \
+                 ON CONFLICT (device) DO UPDATE SET n = n + 1",
+            )
+            .map_err(db)?;
         let mut grant = tx
             .prepare_cached("INSERT OR IGNORE INTO relay_blob_grants (blob_id, device) SELECT id, ?2 FROM relay_blobs WHERE id = ?1")
             .map_err(db)?;
@@ -466,6 +600,7 @@ fn store_message_tx(tx: &Connection, m: &NewMessage, queue_len_max: u64) -> Resu
                 ])
                 .map_err(db)?;
             seqs.push((*device, seq(tx.last_insert_rowid())));
+            count.execute([device.as_bytes().to_vec()]).map_err(db)?;
             for blob in &m.blob_ids {
                 grant
                     .execute(params![blob.to_vec(), device.as_bytes().to_vec()])
@@ -489,27 +624,42 @@ fn drop_orphan_bodies(conn: &Connection) -> Result<()> {
 
 /// Deletes those of `body_ids` that no queue entry references any more.
 /// Returns how many went.
+///
+/// One statement for the whole list, not one per body: every statement in
+/// a write's savepoint opens a statement journal, and releasing it walks
+/// the in-memory sub-journal from its start (`memjrnlTruncate`), so a
+/// statement per row made a write of `n` rows cost `n²` (an acknowledgement
+/// of a few hundred messages kept the writer thread busy for seconds).
 fn drop_orphans_of(conn: &Connection, body_ids: &[i64]) -> Result<u64> {
-    let mut delete = conn
-        .prepare_cached(
-            "DELETE FROM relay_bodies WHERE id = ?1 \
-             AND NOT EXISTS (SELECT 1 FROM relay_queue q WHERE q.body_id = ?1)",
-        )
-        .map_err(db)?;
-    let mut dropped = 0;
-    for id in body_ids {
-        dropped += erased_rows(delete.execute([id]).map_err(db)?);
+    if body_ids.is_empty() {
+        return Ok(0);
     }
-    Ok(dropped)
+    let ids = json_list(body_ids)?;
+    let dropped = conn
+        .prepare_cached(
+            "DELETE FROM relay_bodies WHERE id IN (SELECT value FROM json_each(?1)) \
+             AND NOT EXISTS (SELECT 1 FROM relay_queue q WHERE q.body_id = relay_bodies.id)",
+        )
+        .map_err(db)?
+        .execute([ids])
+        .map_err(db)?;
+    Ok(erased_rows(dropped))
+}
+
+/// A list of numbers as a JSON array, for `json_each` (one bound value,
+/// however long the list).
+fn json_list<T: serde::Serialize>(values: &[T]) -> Result<String> {
+    serde_json::to_string(values).map_err(|e| Error::Store(format!("cannot encode a list: {e}")))
 }
 
 impl MessageStore for SqliteStore {
     async fn store_message(&self, message: &NewMessage, queue_len_max: u64) -> Result<Stored> {
-        let message = message.clone();
-        self.write(move |tx| {
-            let outcome = store_message_tx(tx, &message, queue_len_max)?;
-            Ok(outcome)
-        })
+        let message = Arc::new(message.clone());
+        let checked = message.clone();
+        self.write_checked(
+            move |tx| store_message_check(tx, &checked, queue_len_max),
+            move |tx| store_message_apply(tx, &message),
+        )
         .await
     }
 
@@ -563,23 +713,31 @@ impl MessageStore for SqliteStore {
     async fn ack(&self, device: DeviceId, seqs: &[u64]) -> Result<usize> {
         let seqs = seqs.to_vec();
         self.write(move |tx| {
-            let mut bodies = Vec::new();
-            {
+            // One statement for every seq (see `drop_orphans_of`). Seqs
+            // beyond SQLite's integer range cannot name a row: left out.
+            let seqs: Vec<i64> = seqs
+                .into_iter()
+                .filter_map(|s| i64::try_from(s).ok())
+                .collect();
+            if seqs.is_empty() {
+                return Ok(0);
+            }
+            let bodies: Vec<i64> = {
                 // Only the device's own rows: another device's seq matches nothing.
                 let mut delete = tx
                     .prepare_cached(
-                        "DELETE FROM relay_queue WHERE device = ?1 AND seq = ?2 RETURNING body_id",
+                        "DELETE FROM relay_queue WHERE device = ?1 \
+                         AND seq IN (SELECT value FROM json_each(?2)) RETURNING body_id",
                     )
                     .map_err(db)?;
-                for s in seqs {
-                    let Ok(s) = i64::try_from(s) else { continue };
-                    let body: Option<i64> = delete
-                        .query_row(params![device.as_bytes().to_vec(), s], |r| r.get(0))
-                        .optional()
-                        .map_err(db)?;
-                    bodies.extend(body);
-                }
-            }
+                let rows = delete
+                    .query_map(
+                        params![device.as_bytes().to_vec(), json_list(&seqs)?],
+                        |r| r.get(0),
+                    )
+                    .map_err(db)?;
+                rows.collect::<rusqlite::Result<_>>().map_err(db)?
+            };
             drop_orphans_of(tx, &bodies)?;
             Ok(bodies.len())
         })
@@ -1218,5 +1376,119 @@ mod tests {
             flags.split_whitespace().any(|f| f == "-DHAVE_FDATASYNC=1"),
             "LIBSQLITE3_FLAGS is {flags:?}"
         );
+    }
+
+    fn scratch() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (v INTEGER PRIMARY KEY)")
+            .unwrap();
+        conn
+    }
+
+    fn rows(conn: &Connection) -> Vec<i64> {
+        let mut stmt = conn.prepare("SELECT v FROM t ORDER BY v").unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    type Answer = oneshot::Receiver<Result<i64>>;
+
+    /// A write in its own savepoint that inserts `v`, or fails after
+    /// inserting it when `fail`.
+    fn guarded(v: i64, fail: bool) -> (Box<dyn Job>, Answer) {
+        let (reply, answer) = oneshot::channel();
+        let f = move |conn: &Connection| {
+            conn.execute("INSERT INTO t (v) VALUES (?1)", [v])
+                .map_err(db)?;
+            if fail {
+                return Err(Error::Replay);
+            }
+            Ok(v)
+        };
+        let job = Write {
+            f: Some(f),
+            result: None,
+            reply,
+        };
+        (Box::new(job), answer)
+    }
+
+    /// A [`Checked`] write of `v`: refused by its check, or failing in its
+    /// apply after it inserted `v`, or stored.
+    fn checked(v: i64, refuse: bool, fail: bool) -> (Box<dyn Job>, Answer) {
+        let (reply, answer) = oneshot::channel();
+        let check = move |_: &Connection| {
+            if refuse {
+                Err(Error::QueueFull(format!("{v}")))
+            } else {
+                Ok(None)
+            }
+        };
+        let apply = move |conn: &Connection| {
+            conn.execute("INSERT INTO t (v) VALUES (?1)", [v])
+                .map_err(db)?;
+            if fail {
+                // As a full disk would fail it, after its first insert.
+                return Err(Error::StorageFull("disk full".into()));
+            }
+            Ok(v)
+        };
+        let job = Checked {
+            check: Some(check),
+            apply: Some(apply),
+            wrote: false,
+            write: Write {
+                f: None,
+                result: None,
+                reply,
+            },
+        };
+        (Box::new(job), answer)
+    }
+
+    fn answered(mut answer: Answer) -> Result<i64> {
+        answer.try_recv().expect("every write is answered")
+    }
+
+    /// A write refused by its check changes nothing and costs the group's
+    /// others nothing, like a guarded write that fails.
+    #[test]
+    fn a_checked_write_refused_by_its_check_leaves_the_group_alone() {
+        let conn = scratch();
+        let (a, a_answer) = checked(1, false, false);
+        let (b, b_answer) = checked(2, true, false);
+        let (c, c_answer) = guarded(3, true);
+        let (d, d_answer) = guarded(4, false);
+        commit_group(&conn, vec![a, b, c, d]);
+        assert_eq!(answered(a_answer).unwrap(), 1);
+        assert!(matches!(answered(b_answer), Err(Error::QueueFull(_))));
+        assert!(matches!(answered(c_answer), Err(Error::Replay)));
+        assert_eq!(answered(d_answer).unwrap(), 4);
+        assert_eq!(rows(&conn), vec![1, 4]);
+        assert!(conn.is_autocommit(), "the group is committed");
+    }
+
+    /// A checked write that fails after it began to write has no savepoint
+    /// to undo it: the whole group so far is undone and answered with its
+    /// failure, and the writes after it are committed in a group of their
+    /// own. Nothing is answered as stored that is not.
+    #[test]
+    fn a_checked_write_failing_as_it_writes_undoes_the_group_so_far() {
+        let conn = scratch();
+        let (a, a_answer) = guarded(1, false);
+        let (b, b_answer) = checked(2, false, false);
+        let (c, c_answer) = checked(3, false, true);
+        let (d, d_answer) = checked(4, false, false);
+        let (e, e_answer) = guarded(5, false);
+        commit_group(&conn, vec![a, b, c, d, e]);
+        for answer in [a_answer, b_answer, c_answer] {
+            assert!(matches!(answered(answer), Err(Error::StorageFull(_))));
+        }
+        assert_eq!(answered(d_answer).unwrap(), 4);
+        assert_eq!(answered(e_answer).unwrap(), 5);
+        assert_eq!(rows(&conn), vec![4, 5]);
+        assert!(conn.is_autocommit(), "no transaction is left open");
     }
 }
